@@ -1,0 +1,681 @@
+"""The aec library: `Codec` turns audio into `.aec` bytes and back.
+
+    >>> from codec import Codec
+    >>> codec = Codec.load()                      # shipped weights, cuda if available
+    >>> data = codec.encode(audio, 44100, kbps=6) # numpy/torch [samples] or [channels, samples]
+    >>> audio, sample_rate = codec.decode(data)   # float32 [channels, samples], exact length
+    >>> codec.encode_file("talk.wav", "talk.aec")
+    >>> codec.decode_file("talk.aec", "talk.flac")
+
+This is the one place where model, entropy coder and container meet. Work is
+done window by window in constant memory: the encoder sees each chunk's frames
+plus `encoder_context_frames` on each side, the decoder each chunk's latent plus
+`decoder_context_frames` on each side (geometry from the model), so windowed
+results equal whole-signal inference and chunk seams vanish. Resampling to the
+model rate and back is block-wise and exact too (`audio.StreamResampler`).
+
+Files are written atomically: a temporary file in the target folder, renamed
+over the target only when everything succeeded; nothing is overwritten unless
+`overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from codec import audio as audio_io
+from codec import entropy, format
+from codec.errors import (
+    AudioError,
+    DeviceError,
+    InputError,
+    ModelMismatchError,
+    OutputError,
+    OutputExistsError,
+    WeightsError,
+)
+from codec.weights import CodecModel, load_model, pick_rate_point
+
+__all__ = [
+    "Codec",
+    "EncodeReport",
+    "DecodeReport",
+    "AudioSource",
+    "AudioSink",
+    "ArraySink",
+    "array_source",
+    "read_header",
+    "resolve_device",
+    "atomic_output",
+    "DEFAULT_CHUNK_SECONDS",
+]
+
+#: Default chunk length: long enough that per-chunk overhead (length, CRC, coder
+#: flush) stays far below 1 % at 6 kbps, short enough that a damaged chunk loses little.
+DEFAULT_CHUNK_SECONDS = 4.0
+
+#: progress(done_samples, total_samples), both per channel at the input rate.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """What `encode_file` did, with honest rates (whole file and payload only)."""
+
+    sample_rate: int
+    channels: int
+    num_samples: int
+    rate_point: int
+    nominal_kbps: float
+    size_bytes: int            # the whole .aec file
+    payload_bytes: int         # entropy-coded chunk payloads only
+    seconds: float             # wall time of the encode
+    device: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    @property
+    def kbps(self) -> float:
+        from codec.metrics import bitrate_kbps
+        return bitrate_kbps(self.size_bytes, self.num_samples, self.sample_rate)
+
+    @property
+    def payload_kbps(self) -> float:
+        from codec.metrics import bitrate_kbps
+        return bitrate_kbps(self.payload_bytes, self.num_samples, self.sample_rate)
+
+    @property
+    def realtime(self) -> float:
+        """Audio seconds per wall second (x real time)."""
+        return self.duration_s / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    """What `decode_file` did; `damaged_chunks` were concealed with silence."""
+
+    sample_rate: int
+    channels: int
+    num_samples: int
+    rate_point: int
+    size_bytes: int
+    payload_bytes: int
+    damaged_chunks: tuple[int, ...]
+    seconds: float
+    device: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    @property
+    def realtime(self) -> float:
+        return self.duration_s / self.seconds if self.seconds > 0 else math.inf
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda if available else cpu; an unavailable device raises DeviceError."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {device!r} ({exc})") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} requested but only "
+                              f"{torch.cuda.device_count()} CUDA device(s) exist")
+    elif resolved.type != "cpu":
+        raise DeviceError(f"unsupported device {device!r} (use auto, cpu or cuda)")
+    return resolved
+
+
+# ---------------------------------------------------------------- atomic output
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes `dst` only if the block succeeds.
+
+    '-' writes to stdout (buffered in memory, since audio writers may seek).
+    Otherwise a temporary file in dst's folder is renamed over dst at the end,
+    so readers never see a partial file and a failure leaves nothing behind.
+    """
+    if str(dst) == "-":
+        buffer = io.BytesIO()
+        yield buffer
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+        return
+    path = Path(dst)
+    _check_target(path, overwrite)
+    tmp = _make_temp(path)
+    try:
+        with open(tmp, "r+b") as fileobj:
+            yield fileobj
+            fileobj.flush()
+            os.fsync(fileobj.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        _move_into_place(tmp, path, overwrite)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists (use -f/--force to overwrite)")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: no such directory")
+
+
+def _make_temp(path: Path) -> str:
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    os.close(handle)
+    return tmp
+
+
+def _move_into_place(tmp: str, path: Path, overwrite: bool) -> None:
+    """Rename tmp to path; without overwrite, a hard link refuses a target that appeared."""
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise OutputExistsError(f"{path}: exists (use -f/--force to overwrite)") from None
+        except OSError:                     # no hard links here (e.g. some network mounts)
+            os.replace(tmp, path)
+            return
+        os.unlink(tmp)
+    except OutputExistsError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+# ---------------------------------------------------------------- audio sources
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Audio to encode: its shape and a factory for its float32 `[channels, n]` blocks."""
+
+    sample_rate: int
+    channels: int
+    num_samples: int
+    blocks: Callable[[], Iterable[NDArray[np.float32]]]
+
+
+def array_source(audio: Any, sample_rate: int) -> AudioSource:
+    """An in-memory array (numpy/torch, `[samples]` or `[channels, samples]`) as a source."""
+    array = audio_io.to_float32(audio)
+    rate = audio_io.check_sample_rate(sample_rate)
+    step = audio_io.BLOCK_SAMPLES
+
+    def blocks() -> Iterator[NDArray[np.float32]]:
+        for start in range(0, array.shape[1], step):
+            yield array[:, start: start + step]
+    return AudioSource(rate, array.shape[0], array.shape[1], blocks)
+
+
+class AudioSink:
+    """Where decoded audio goes: `start` once with the stream's shape, then `write` blocks."""
+
+    def start(self, sample_rate: int, channels: int) -> None:
+        self.sample_rate, self.channels = sample_rate, channels
+
+    def write(self, block: NDArray[np.float32]) -> None:
+        raise NotImplementedError
+
+
+class ArraySink(AudioSink):
+    """Collects decoded blocks in memory (for `Codec.decode`)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[NDArray[np.float32]] = []
+
+    def write(self, block: NDArray[np.float32]) -> None:
+        self.blocks.append(block)
+
+    def audio(self) -> NDArray[np.float32]:
+        if not self.blocks:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        return np.concatenate(self.blocks, axis=1)
+
+
+class _WriterSink(AudioSink):
+    """Streams decoded blocks into a wav/flac file object."""
+
+    def __init__(self, fileobj: BinaryIO, kind: str, subtype: str) -> None:
+        self.fileobj, self.kind, self.subtype = fileobj, kind, subtype
+        self.writer: audio_io.AudioWriter | None = None
+
+    def start(self, sample_rate: int, channels: int) -> None:
+        super().start(sample_rate, channels)
+        self.writer = audio_io.AudioWriter(self.fileobj, sample_rate, channels, self.kind,
+                                           self.subtype)
+
+    def write(self, block: NDArray[np.float32]) -> None:
+        assert self.writer is not None
+        self.writer.write(block)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _ModelRateBuffer:
+    """Model-rate samples pulled on demand from a source, with old ones dropped.
+
+    Samples past the (resampled) end of the signal read as zeros, which is what
+    whole-signal inference sees as padding.
+    """
+
+    def __init__(self, source: AudioSource, model_rate: int,
+                 progress: ProgressCallback | None) -> None:
+        self._blocks = iter(source.blocks())
+        self._resampler = audio_io.StreamResampler(source.sample_rate, model_rate, source.channels)
+        self._buffer = np.zeros((source.channels, 0), dtype=np.float32)
+        self._start = 0
+        self._done = False
+        self._read = 0
+        self._source = source
+        self._progress = progress
+
+    def window(self, start: int, stop: int) -> NDArray[np.float32]:
+        """Samples [start, stop) as float32 `[channels, stop - start]`."""
+        while not self._done and self._start + self._buffer.shape[1] < stop:
+            self._pull()
+        out = np.zeros((self._buffer.shape[0], stop - start), dtype=np.float32)
+        have = self._buffer[:, max(0, start - self._start): stop - self._start]
+        out[:, :have.shape[1]] = have
+        return out
+
+    def _pull(self) -> None:
+        block = next(self._blocks, None)
+        if block is None:
+            self._done = True
+            more = self._resampler.flush()
+        else:
+            more = self._resampler.push(block)
+            self._read += block.shape[1]
+            if self._progress:
+                self._progress(self._read, self._source.num_samples)
+        self._buffer = np.concatenate([self._buffer, more], axis=1)
+
+    def drop_before(self, index: int) -> None:
+        if index > self._start:
+            self._buffer = self._buffer[:, index - self._start:]
+            self._start = index
+
+
+# ---------------------------------------------------------------- the codec
+
+
+class Codec:
+    """A loaded model ready to encode and decode; see the module docstring."""
+
+    def __init__(self, model: CodecModel, device: torch.device,
+                 frames_per_chunk: int | None = None) -> None:
+        self.model = model
+        self.device = device
+        geometry = model.geometry
+        default = round(DEFAULT_CHUNK_SECONDS * model.config.model_rate / geometry.hop_length)
+        self.frames_per_chunk = int(frames_per_chunk or max(1, default))
+        if self.frames_per_chunk < 1:
+            raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto", *,
+             need_encoder: bool = True, frames_per_chunk: int | None = None) -> Codec:
+        """Load weights (None: the shipped default model) onto a device.
+
+        `device` is "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N";
+        an unavailable device raises DeviceError, bad weights WeightsError.
+        `need_encoder=False` loads only what decoding needs.
+        """
+        resolved = resolve_device(device)
+        model = load_model(path, device=str(resolved), need_encoder=need_encoder)
+        return cls(model, resolved, frames_per_chunk)
+
+    @property
+    def model_rate(self) -> int:
+        return int(self.model.config.model_rate)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model.config.name)
+
+    # ------------------------------------------------------------ bytes API
+
+    def encode(self, audio: Any, sample_rate: int, kbps: float = 6.0) -> bytes:
+        """Encode audio (numpy/torch, `[samples]` or `[channels, samples]`, any rate) to .aec bytes."""
+        buffer = io.BytesIO()
+        self.encode_to(buffer, array_source(audio, sample_rate), kbps)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes, *, ignore_errors: bool = False
+               ) -> tuple[NDArray[np.float32], int]:
+        """Decode .aec bytes to (float32 `[channels, samples]`, sample_rate), original length."""
+        sink = ArraySink()
+        self.decode_from(io.BytesIO(data), sink, ignore_errors=ignore_errors)
+        return sink.audio(), sink.sample_rate
+
+    def info(self, data_or_path: bytes | str | Path) -> format.StreamHeader:
+        """The stream header of .aec bytes or of an .aec file (no decoding)."""
+        return read_header(data_or_path)
+
+    # ------------------------------------------------------------ file API
+
+    def encode_file(self, src: str | Path, dst: str | Path, kbps: float = 6.0, *,
+                    overwrite: bool = False,
+                    progress: ProgressCallback | None = None) -> EncodeReport:
+        """Encode an audio file ('-' = stdin) to an .aec file ('-' = stdout), streaming."""
+        if str(dst) != "-":
+            _check_target(Path(dst), overwrite)
+        with audio_io.AudioReader(src) as reader:
+            info = reader.info
+            source = AudioSource(info.sample_rate, info.channels, info.num_samples, reader.blocks)
+            with atomic_output(dst, overwrite) as fileobj:
+                return self.encode_to(fileobj, source, kbps, progress)
+
+    def decode_file(self, src: str | Path, dst: str | Path, *, overwrite: bool = False,
+                    ignore_errors: bool = False, sample_format: str = "pcm16",
+                    progress: ProgressCallback | None = None) -> DecodeReport:
+        """Decode an .aec file ('-' = stdin) to wav/flac by dst's extension ('-' = wav on stdout).
+
+        `sample_format` is "pcm16" (default), "pcm24" or "float" (wav only). With
+        `ignore_errors`, damaged chunks are concealed with silence and listed in the
+        report; otherwise the first one raises and no output is left behind.
+        """
+        kind, subtype = audio_io.output_format(dst, sample_format)
+        if str(dst) != "-":
+            _check_target(Path(dst), overwrite)
+        with _open_aec(src) as stream, atomic_output(dst, overwrite) as fileobj:
+            sink = _WriterSink(fileobj, kind, subtype)
+            report = self.decode_from(stream, sink, ignore_errors=ignore_errors,
+                                      progress=progress)
+            sink.close()
+        return report
+
+    # ------------------------------------------------------------ file-object cores
+
+    def encode_to(self, fileobj: BinaryIO, source: AudioSource, kbps: float = 6.0,
+                  progress: ProgressCallback | None = None) -> EncodeReport:
+        """Stream-encode a source into fileobj at the rate point for `kbps`."""
+        started = time.perf_counter()
+        if self.model.encoder is None:
+            raise WeightsError("these weights were loaded without the encoder; cannot encode")
+        if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not (
+                math.isfinite(kbps) and kbps > 0):
+            raise AudioError(f"kbps must be a positive number, got {kbps!r}")
+        header = self._make_header(source, pick_rate_point(self.model.config, kbps).index)
+        buffer = _ModelRateBuffer(source, self.model_rate, progress)
+        offset, payload_bytes = fileobj.tell(), 0
+        with format.StreamWriter(fileobj, header) as writer:
+            for k in range(header.num_chunks):
+                payload = self._encode_chunk(buffer, header, k)
+                writer.write_chunk(payload)
+                payload_bytes += len(payload)
+        if progress:
+            progress(source.num_samples, source.num_samples)
+        return self._encode_report(header, fileobj.tell() - offset, payload_bytes,
+                                   time.perf_counter() - started)
+
+    def _make_header(self, source: AudioSource, rate_point: int) -> format.StreamHeader:
+        config, geometry = self.model.config, self.model.geometry
+        model_samples = audio_io.resampled_length(source.num_samples, source.sample_rate,
+                                                  config.model_rate)
+        num_frames = -(-(model_samples + geometry.encoder_delay) // geometry.hop_length)
+        if model_samples == 0:
+            num_frames = 0
+        return format.StreamHeader(
+            sample_rate=source.sample_rate, channels=source.channels,
+            num_samples=source.num_samples, model_rate=config.model_rate,
+            hop_length=geometry.hop_length, latent_channels=config.latent_channels,
+            num_frames=num_frames, frames_per_chunk=self.frames_per_chunk,
+            encoder_delay=geometry.encoder_delay, rate_point=rate_point,
+            model_name=config.name, model_sha256=self.model.decoder_sha256,
+            coder_id=entropy.CODER_ID, cdf_precision=self.model.tables.precision)
+
+    def _table_index(self, header: format.StreamHeader) -> NDArray[np.int32]:
+        """Row ch * C + c of a chunk is coded with table rate_point * C + c (contracts §1)."""
+        latent = header.latent_channels
+        rows = np.arange(header.channels * latent) % latent
+        return (header.rate_point * latent + rows).astype(np.int32)
+
+    @torch.inference_mode()
+    def _encode_chunk(self, buffer: _ModelRateBuffer, header: format.StreamHeader,
+                      k: int) -> bytes:
+        """Encoder on chunk k's frames plus context, quantize, entropy-code its symbols."""
+        hop, context = header.hop_length, self.model.geometry.encoder_context_frames
+        first = k * header.frames_per_chunk
+        count = header.chunk_frames(k)
+        start, stop = max(0, first - context), min(header.num_frames, first + count + context)
+        window = buffer.window(start * hop, stop * hop)
+        buffer.drop_before(max(0, first + count - context) * hop)
+        x = torch.from_numpy(window).to(self.device).unsqueeze(1)          # [ch, 1, T]
+        assert self.model.encoder is not None
+        y = self.model.encoder(x)[:, :, first - start: first - start + count]
+        symbols = self.model.quantizer.quantize(y, header.rate_point)      # [ch, C, count]
+        rows = symbols.to("cpu").numpy().astype(np.int32).reshape(-1, count)
+        return bytes(entropy.encode_symbols(np.ascontiguousarray(rows), self._table_index(header),
+                                            self.model.tables))
+
+    def decode_from(self, fileobj: BinaryIO, sink: AudioSink, *, ignore_errors: bool = False,
+                    progress: ProgressCallback | None = None) -> DecodeReport:
+        """Stream-decode fileobj into `sink` (float32 `[channels, n]` blocks, original rate)."""
+        started = time.perf_counter()
+        offset = fileobj.tell()
+        reader = format.StreamReader(fileobj)
+        header = reader.header
+        self._check_stream(header)
+        sink.start(header.sample_rate, header.channels)
+        decoder = _StreamDecoder(self, header, sink.write, progress)
+        payload_bytes, damaged = 0, []
+        for chunk in reader.chunks(ignore_errors=ignore_errors):
+            if chunk.payload is None:
+                damaged.append(chunk.index)
+                decoder.add_latent(None, chunk.num_frames)
+                continue
+            payload_bytes += len(chunk.payload)
+            decoder.add_latent(self._chunk_latent(header, chunk), chunk.num_frames)
+        decoder.finish()
+        size_bytes = fileobj.seek(0, io.SEEK_END) - offset
+        return DecodeReport(header.sample_rate, header.channels, header.num_samples,
+                            header.rate_point, size_bytes, payload_bytes, tuple(damaged),
+                            time.perf_counter() - started, str(self.device))
+
+    def _check_stream(self, header: format.StreamHeader) -> None:
+        """Refuse streams made with other weights (naming both hashes) or geometry."""
+        mine = self.model.decoder_sha256
+        if header.model_sha256 != mine:
+            raise ModelMismatchError(
+                f"stream needs model {header.model_name!r} with weights sha256 "
+                f"{header.model_sha256.hex()}, but the loaded weights "
+                f"({self.model_name!r}) have sha256 {mine.hex()}")
+        config = self.model.config
+        expected = (config.model_rate, self.model.geometry.hop_length, config.latent_channels)
+        got = (header.model_rate, header.hop_length, header.latent_channels)
+        if got != expected:
+            raise ModelMismatchError(f"stream geometry (rate, hop, latent channels) {got} "
+                                     f"does not match the model's {expected}")
+        if not 0 <= header.rate_point < len(config.rate_points):
+            raise ModelMismatchError(f"stream rate point {header.rate_point} not in the model's "
+                                     f"0..{len(config.rate_points) - 1}")
+
+    @torch.inference_mode()
+    def _chunk_latent(self, header: format.StreamHeader, chunk: format.Chunk) -> torch.Tensor:
+        """Entropy-decode a chunk's payload and dequantize: latent `[channels, C, frames]`."""
+        assert chunk.payload is not None
+        rows = entropy.decode_symbols(chunk.payload, self._table_index(header), chunk.num_frames,
+                                      self.model.tables)
+        symbols = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int32)).to(self.device)
+        symbols = symbols.reshape(header.channels, header.latent_channels, chunk.num_frames)
+        return self.model.quantizer.dequantize(symbols, header.rate_point)
+
+    def _encode_report(self, header: format.StreamHeader, size_bytes: int, payload_bytes: int,
+                       seconds: float) -> EncodeReport:
+        point = self.model.config.rate_points[header.rate_point]
+        return EncodeReport(header.sample_rate, header.channels, header.num_samples,
+                            header.rate_point, float(point.nominal_kbps), size_bytes,
+                            payload_bytes, seconds, str(self.device))
+
+
+class _StreamDecoder:
+    """Latent chunks in, audio blocks at the original rate out, in bounded memory.
+
+    Chunk k's audio is synthesised from its latent plus `decoder_context_frames`
+    on each side, so it must wait for the next chunk's first frames. Damaged
+    chunks (latent None) decode from zeros and their samples are silenced.
+    """
+
+    def __init__(self, codec: Codec, header: format.StreamHeader,
+                 write: Callable[[NDArray[np.float32]], None],
+                 progress: ProgressCallback | None) -> None:
+        self.codec, self.header, self.write, self.progress = codec, header, write, progress
+        self.context = codec.model.geometry.decoder_context_frames
+        self.latents: list[torch.Tensor] = []       # frames [latent_start, latent_end)
+        self.damaged: list[tuple[int, int]] = []    # frame ranges to silence
+        self.latent_start = 0
+        self.latent_end = 0
+        self.next_chunk = 0                         # next chunk to synthesise
+        model_samples = audio_io.resampled_length(header.num_samples, header.sample_rate,
+                                                  header.model_rate)
+        self.skip = header.encoder_delay              # model-rate samples still to drop
+        self.model_samples_left = model_samples       # model-rate samples still to emit
+        self.resampler = audio_io.StreamResampler(header.model_rate, header.sample_rate,
+                                                  header.channels)
+        self.samples_left = header.num_samples        # output samples still to write
+
+    def add_latent(self, latent: torch.Tensor | None, num_frames: int) -> None:
+        if latent is None:
+            latent = torch.zeros(self.header.channels, self.header.latent_channels, num_frames,
+                                 device=self.codec.device)
+            self.damaged.append((self.latent_end, self.latent_end + num_frames))
+        self.latents.append(latent)
+        self.latent_end += num_frames
+        while self._ready(self.next_chunk):
+            self._synthesise(self.next_chunk)
+
+    def _ready(self, k: int) -> bool:
+        if k >= self.header.num_chunks:
+            return False
+        first = k * self.header.frames_per_chunk
+        need = min(self.header.num_frames, first + self.header.chunk_frames(k) + self.context)
+        return self.latent_end >= need
+
+    def finish(self) -> None:
+        if self.latent_end != self.header.num_frames or self.next_chunk != self.header.num_chunks:
+            raise format.FormatError(f"stream holds {self.latent_end} of "
+                                     f"{self.header.num_frames} frames")
+        self._emit(self.resampler.flush())
+
+    @torch.inference_mode()
+    def _synthesise(self, k: int) -> None:
+        first = k * self.header.frames_per_chunk
+        count = self.header.chunk_frames(k)
+        start = max(0, first - self.context)
+        stop = min(self.header.num_frames, first + count + self.context)
+        latent = torch.cat(self.latents, dim=2)[:, :, start - self.latent_start:
+                                                 stop - self.latent_start]
+        hop = self.header.hop_length
+        audio = self.codec.model.decoder(latent)[:, 0, (first - start) * hop:
+                                                  (first - start + count) * hop]
+        block = audio.float().to("cpu").numpy()
+        self._silence_damaged(block, first, first + count)
+        self._drop_latent_before(first + count - self.context)
+        self.next_chunk += 1
+        self._push_model_rate(block)
+
+    def _silence_damaged(self, block: NDArray[np.float32], first: int, stop: int) -> None:
+        hop = self.header.hop_length
+        for lo, hi in self.damaged:
+            lo, hi = max(lo, first), min(hi, stop)
+            if hi > lo:
+                block[:, (lo - first) * hop: (hi - first) * hop] = 0.0
+
+    def _drop_latent_before(self, frame: int) -> None:
+        """Keep the latent concatenated as one tensor starting at >= frame - 0."""
+        merged = torch.cat(self.latents, dim=2)
+        keep_from = max(0, frame - self.latent_start)
+        self.latents = [merged[:, :, keep_from:]]
+        self.latent_start += keep_from
+
+    def _push_model_rate(self, block: NDArray[np.float32]) -> None:
+        """Drop the encoder delay, cut the padding at the end, resample, write."""
+        drop = min(self.skip, block.shape[1])
+        self.skip -= drop
+        block = block[:, drop: drop + self.model_samples_left]
+        self.model_samples_left -= block.shape[1]
+        self._emit(self.resampler.push(np.ascontiguousarray(block)))
+
+    def _emit(self, block: NDArray[np.float32]) -> None:
+        block = block[:, :self.samples_left]
+        if block.shape[1]:
+            self.samples_left -= block.shape[1]
+            self.write(block)
+            if self.progress:
+                self.progress(self.header.num_samples - self.samples_left,
+                              self.header.num_samples)
+
+
+# ---------------------------------------------------------------- headers
+
+
+@contextlib.contextmanager
+def _open_aec(src: str | Path | bytes) -> Iterator[BinaryIO]:
+    """Open an .aec source: bytes, a path, or '-' (stdin); missing -> InputError."""
+    if isinstance(src, bytes):
+        yield io.BytesIO(src)
+        return
+    if str(src) == "-":
+        yield io.BytesIO(sys.stdin.buffer.read())
+        return
+    path = Path(src)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        fileobj = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with fileobj:
+        yield fileobj
+
+
+def read_header(data_or_path: bytes | str | Path) -> format.StreamHeader:
+    """The validated header of .aec bytes or an .aec file."""
+    with _open_aec(data_or_path) as fileobj:
+        return format.StreamReader(fileobj).header

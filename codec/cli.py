@@ -1,0 +1,475 @@
+"""The `aec` command (and `aec-encode`, `aec-decode`, `python -m codec`).
+
+    aec encode IN [-o OUT.aec] [--kbps K]        audio -> .aec
+    aec decode IN.aec [-o OUT.wav|.flac]         .aec -> audio
+    aec info FILE.aec [--json]                   header, sizes and rates
+    aec roundtrip IN [--kbps K] [-o dec.wav]     encode + decode + quality report
+    aec train ...                                train a model (codec.train)
+
+'-' reads stdin or writes stdout. This is the only module that prints or exits:
+every `AecError` (and `OSError`) becomes one line `aec: error: ...` on stderr and
+the exit code of its class (see `codec.errors`); nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codec import __version__
+from codec.errors import AecError, InputError, OutputError
+
+if TYPE_CHECKING:
+    from codec.api import Codec, DecodeReport, EncodeReport
+
+__all__ = ["main", "main_encode", "main_decode", "build_parser", "EXIT_CODES_HELP"]
+
+EXIT_CODES_HELP = """exit codes:
+  0 success             1 internal error (bug)    2 bad usage
+  3 input missing       4 malformed .aec          5 damaged chunk (CRC)
+  6 newer .aec version  7 weights missing/wrong   8 unsupported audio
+  9 output exists (-f)  10 output not writable    11 device not available
+"""
+#: Show a progress bar only for inputs longer than this (and only on a terminal).
+PROGRESS_MIN_SECONDS = 5.0
+DEFAULT_KBPS = 6.0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
+                output: bool = True) -> None:
+    """Options shared by the subcommands that load a model or write a file."""
+    if model:
+        parser.add_argument("--device", default="auto",
+                            help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
+        parser.add_argument("--weights", metavar="PATH", default=None,
+                            help="model weights to use (default: the shipped aec-base)")
+    if output:
+        parser.add_argument("-f", "--force", action="store_true",
+                            help="overwrite the output if it exists")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (and requested --json)")
+
+
+def _add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("encode", help="encode audio to .aec",
+                       description="Encode an audio file (wav, flac, ogg, ...) to .aec.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
+    p.add_argument("-o", "--output", metavar="OUT.aec",
+                   help="output (default: IN with .aec; stdout if IN is -)")
+    p.add_argument("--kbps", type=float, default=DEFAULT_KBPS,
+                   help=f"target rate; picks the highest rate point not above it "
+                        f"(default: {DEFAULT_KBPS:g})")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(p)
+    p.set_defaults(run=run_encode)
+
+
+def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("decode", help="decode .aec to wav/flac",
+                       description="Decode an .aec file to wav or flac (by extension).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN.aec", help=".aec file, or - for stdin")
+    p.add_argument("-o", "--output", metavar="OUT.wav",
+                   help="output .wav or .flac (default: IN with .wav; stdout if IN is -)")
+    p.add_argument("--ignore-errors", action="store_true",
+                   help="conceal damaged chunks with silence instead of failing")
+    p.add_argument("--sample-format", choices=("pcm16", "pcm24", "float"), default="pcm16",
+                   help="output samples (float: wav only; default: pcm16)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(p)
+    p.set_defaults(run=run_decode)
+
+
+def _add_info(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("info", help="show an .aec file's header, sizes and rates",
+                       description="Show an .aec file's header, sizes and rates (no model needed).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="FILE.aec", help=".aec file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_info)
+
+
+def _add_roundtrip(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("roundtrip", help="encode + decode, report rate, quality and speed",
+                       description="Encode and decode IN in memory; report the measured rate, "
+                                   "SNR, SI-SDR and mel distance against IN, and speed.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
+    p.add_argument("--kbps", type=float, default=DEFAULT_KBPS,
+                   help=f"target rate (default: {DEFAULT_KBPS:g})")
+    p.add_argument("-o", "--output", metavar="DECODED.wav", help="also write the decoded audio")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(p)
+    p.set_defaults(run=run_roundtrip)
+
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("train", help="train a model (see aec train --help)", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `aec` parser: one builder function per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="aec", description="aec: a neural audio codec.", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"aec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_encode, _add_decode, _add_info, _add_roundtrip, _add_train):
+        add(sub)
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Human-readable output goes to stderr, so stdout stays clean for data and JSON."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def _print_json(data: dict[str, Any], to_stderr: bool = False) -> None:
+    print(json.dumps(data, indent=2), file=sys.stderr if to_stderr else sys.stdout)
+
+
+def default_output(input_path: str, suffix: str) -> str:
+    """x.wav -> x.aec next to the input (x.aec -> x.wav); '-' stays stdout."""
+    if input_path == "-":
+        return "-"
+    return str(Path(input_path).with_suffix(suffix))
+
+
+def _refuse_terminal(output: str) -> None:
+    if output == "-" and sys.stdout.isatty():
+        raise OutputError("refusing to write binary data to a terminal (use -o or redirect)")
+
+
+def _load_codec(args: argparse.Namespace, need_encoder: bool = True) -> Codec:
+    from codec.api import Codec
+
+    return Codec.load(args.weights, device=args.device, need_encoder=need_encoder)
+
+
+@dataclass
+class _Progress:
+    """A tqdm bar on stderr for long inputs on a terminal; a no-op otherwise."""
+
+    enabled: bool
+    desc: str
+    bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="smp", unit_scale=True,
+                            leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(args: argparse.Namespace, desc: str, seconds: float) -> _Progress:
+    show = not args.quiet and sys.stderr.isatty() and seconds > PROGRESS_MIN_SECONDS
+    return _Progress(show, desc)
+
+
+def _input_seconds(path: str) -> float:
+    """Duration of an audio file (0 for stdin or when unknown): decides the progress bar."""
+    if path == "-":
+        return 0.0
+    from codec.audio import AudioReader
+
+    try:
+        with AudioReader(path) as reader:
+            return reader.info.duration_s
+    except AecError:
+        return 0.0
+
+
+def _stream_seconds(path: str) -> float:
+    """Duration an .aec file announces (0 for stdin or when unreadable)."""
+    if path == "-":
+        return 0.0
+    from codec.api import read_header
+
+    try:
+        header = read_header(path)
+    except AecError:
+        return 0.0
+    return header.num_samples / header.sample_rate
+
+
+# ---------------------------------------------------------------- reports
+
+
+def _encode_dict(report: EncodeReport) -> dict[str, Any]:
+    return {
+        "duration_s": round(report.duration_s, 6), "sample_rate": report.sample_rate,
+        "channels": report.channels, "num_samples": report.num_samples,
+        "rate_point": report.rate_point, "nominal_kbps": report.nominal_kbps,
+        "size_bytes": report.size_bytes, "payload_bytes": report.payload_bytes,
+        "kbps": round(report.kbps, 4), "payload_kbps": round(report.payload_kbps, 4),
+        "encode_seconds": round(report.seconds, 4), "encode_realtime": _finite(report.realtime),
+        "device": report.device,
+    }
+
+
+def _decode_dict(report: DecodeReport) -> dict[str, Any]:
+    return {
+        "duration_s": round(report.duration_s, 6), "sample_rate": report.sample_rate,
+        "channels": report.channels, "num_samples": report.num_samples,
+        "rate_point": report.rate_point, "size_bytes": report.size_bytes,
+        "payload_bytes": report.payload_bytes, "damaged_chunks": list(report.damaged_chunks),
+        "decode_seconds": round(report.seconds, 4), "decode_realtime": _finite(report.realtime),
+        "device": report.device,
+    }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: None stands for 'too fast to time' or 'perfect'."""
+    return round(value, 3) if value == value and abs(value) != float("inf") else None
+
+
+def _format_rate(d: dict[str, Any]) -> str:
+    return (f"{d['size_bytes']} bytes, {d['kbps']:.3f} kbps "
+            f"(payload {d['payload_bytes']} bytes, {d['payload_kbps']:.3f} kbps)")
+
+
+def _format_audio(d: dict[str, Any]) -> str:
+    return (f"{d['duration_s']:.3f} s, {d['sample_rate']} Hz, {d['channels']} ch, "
+            f"{d['num_samples']} samples")
+
+
+def _format_speed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x real time"
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    output = args.output or default_output(args.input, ".aec")
+    _refuse_terminal(output)
+    codec = _load_codec(args)
+    progress = _progress(args, "encode", _input_seconds(args.input))
+    try:
+        report = codec.encode_file(args.input, output, args.kbps, overwrite=args.force,
+                                   progress=progress)
+    finally:
+        progress.close()
+    data = _encode_dict(report) | {"input": args.input, "output": output}
+    if args.json:
+        _print_json(data, to_stderr=output == "-")
+    else:
+        _say(args, f"{args.input} -> {output}\n  audio:  {_format_audio(data)}\n"
+                   f"  rate:   point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
+                   f"{_format_rate(data)}\n"
+                   f"  speed:  {_format_speed(data['encode_realtime'])} on {data['device']}")
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    output = args.output or default_output(args.input, ".wav")
+    _refuse_terminal(output)
+    codec = _load_codec(args, need_encoder=False)
+    progress = _progress(args, "decode", _stream_seconds(args.input))
+    try:
+        report = codec.decode_file(args.input, output, overwrite=args.force,
+                                   ignore_errors=args.ignore_errors,
+                                   sample_format=args.sample_format, progress=progress)
+    finally:
+        progress.close()
+    data = _decode_dict(report) | {"input": args.input, "output": output}
+    if args.json:
+        _print_json(data, to_stderr=output == "-")
+    else:
+        damaged = report.damaged_chunks
+        _say(args, f"{args.input} -> {output}\n  audio:  {_format_audio(data)}\n"
+                   f"  speed:  {_format_speed(data['decode_realtime'])} on {data['device']}"
+                   + (f"\n  concealed damaged chunks: {list(damaged)}" if damaged else ""))
+    return 0
+
+
+def _read_aec_input(path: str) -> tuple[bytes, str]:
+    if path == "-":
+        return sys.stdin.buffer.read(), "<stdin>"
+    try:
+        return Path(path).read_bytes(), path
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def info_dict(data: bytes) -> dict[str, Any]:
+    """Header fields (spec names) plus sizes, rates and damaged chunks of an .aec stream."""
+    from codec import format
+    from codec.metrics import bitrate_kbps
+
+    reader = format.StreamReader(io.BytesIO(data))
+    header = reader.header
+    chunks = list(reader.chunks(ignore_errors=True))
+    payload_bytes = sum(len(c.payload) for c in chunks if c.payload is not None)
+    fields = {name: getattr(header, name) for name in header.__dataclass_fields__}
+    fields["model_sha256"] = header.model_sha256.hex()
+    fields["metadata"] = [{"kind": m.kind, "size_bytes": len(m.payload)} for m in header.metadata]
+    return fields | {
+        "num_chunks": header.num_chunks,
+        "duration_s": header.num_samples / header.sample_rate,
+        "size_bytes": len(data), "payload_bytes": payload_bytes,
+        "kbps": round(bitrate_kbps(len(data), header.num_samples, header.sample_rate), 4),
+        "payload_kbps": round(bitrate_kbps(payload_bytes, header.num_samples,
+                                           header.sample_rate), 4),
+        "damaged_chunks": [c.index for c in chunks if c.payload is None],
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    data, name = _read_aec_input(args.input)
+    fields = info_dict(data)
+    if args.json:
+        _print_json(fields)
+        return 0
+    if not args.quiet:
+        width = max(len(k) for k in fields)
+        print(f"{name}:")
+        for key, value in fields.items():
+            print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+def run_roundtrip(args: argparse.Namespace) -> int:
+    from codec.api import ArraySink, array_source, atomic_output
+    from codec.audio import AudioReader, output_format, write_audio
+    from codec.metrics import mel_distance, si_sdr_db, snr_db
+
+    if args.output:
+        kind, subtype = output_format(args.output)
+        _refuse_terminal(args.output)
+        if not args.force and args.output != "-" and os.path.exists(args.output):
+            from codec.errors import OutputExistsError
+            raise OutputExistsError(f"{args.output}: exists (use -f/--force to overwrite)")
+    with AudioReader(args.input) as reader:
+        original, sample_rate = reader.read_all(), reader.info.sample_rate
+    codec = _load_codec(args)
+    stream = io.BytesIO()
+    encoded = codec.encode_to(stream, array_source(original, sample_rate), args.kbps)
+    sink = ArraySink()
+    decoded_report = codec.decode_from(io.BytesIO(stream.getvalue()), sink)
+    decoded = sink.audio()
+    if args.output:
+        with atomic_output(args.output, args.force) as fileobj:
+            write_audio(fileobj, decoded, sample_rate, kind, subtype)
+    data = _encode_dict(encoded) | {
+        "input": args.input,
+        "snr_db": _finite(snr_db(original, decoded)),
+        "si_sdr_db": _finite(si_sdr_db(original, decoded)),
+        "mel_distance": round(mel_distance(original, decoded, sample_rate), 4),
+        "decode_seconds": round(decoded_report.seconds, 4),
+        "decode_realtime": _finite(decoded_report.realtime),
+    }
+    _report_roundtrip(args, data)
+    return 0
+
+
+def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    if args.json:
+        _print_json(data)
+        return
+    if args.quiet:
+        return
+    print(f"{data['input']}: {_format_audio(data)}\n"
+          f"  rate:     point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
+          f"{_format_rate(data)}\n"
+          f"  quality:  SNR {_db(data['snr_db'])}, SI-SDR {_db(data['si_sdr_db'])}, "
+          f"mel distance {data['mel_distance']:.4f}\n"
+          f"  speed:    encode {_format_speed(data['encode_realtime'])}, "
+          f"decode {_format_speed(data['decode_realtime'])} on {data['device']}")
+
+
+def _db(value: float | None) -> str:
+    return "inf dB" if value is None else f"{value:.2f} dB"
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """Hand `aec train ...` to the training package, imported only when asked for."""
+    import codec.train as train
+
+    entry: Any = train.main
+    if not callable(entry):                      # codec.train.main is a module
+        entry = entry.main
+    result = entry(list(argv))
+    return int(result or 0)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"aec: error: {message}", file=sys.stderr)
+    return code
+
+
+def _os_error_code(exc: OSError) -> int:
+    """An OSError that our code did not classify: missing things are input errors (3),
+    everything else (permission, full disk, broken pipe) is an output error (10)."""
+    return InputError.exit_code if isinstance(exc, FileNotFoundError) else OutputError.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`aec`: parse, run one subcommand, map errors to exit codes."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list[:1] == ["train"]:
+            return run_train(args_list[1:])
+        args = build_parser().parse_args(args_list)
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
+    except AecError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (e.g. `aec decode x.aec -o - | head`): stay quiet.
+        _silence_stdout()
+        return OutputError.exit_code
+    except OSError as exc:
+        return _fail(str(exc), _os_error_code(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def main_encode(argv: Sequence[str] | None = None) -> int:
+    """`aec-encode ...` = `aec encode ...`."""
+    return main(["encode", *(sys.argv[1:] if argv is None else argv)])
+
+
+def main_decode(argv: Sequence[str] | None = None) -> int:
+    """`aec-decode ...` = `aec decode ...`."""
+    return main(["decode", *(sys.argv[1:] if argv is None else argv)])
