@@ -48,7 +48,7 @@ from codec.errors import (
     OutputExistsError,
     WeightsError,
 )
-from codec.weights import CodecModel, load_model, pick_rate_point
+from codec.weights import CodecModel, pick_rate_point
 
 __all__ = [
     "Codec",
@@ -67,6 +67,9 @@ __all__ = [
 #: Default chunk length: long enough that per-chunk overhead (length, CRC, coder
 #: flush) stays far below 1 % at 6 kbps, short enough that a damaged chunk loses little.
 DEFAULT_CHUNK_SECONDS = 4.0
+#: The networks run on windows of about this many seconds (whole chunks) plus context:
+#: long enough that the context frames cost little, short enough for constant memory.
+WINDOW_SECONDS = 12.0
 
 #: progress(done_samples, total_samples), both per channel at the input rate.
 ProgressCallback = Callable[[int, int], None]
@@ -288,7 +291,8 @@ class _WriterSink(AudioSink):
                                            self.subtype)
 
     def write(self, block: NDArray[np.float32]) -> None:
-        assert self.writer is not None
+        if self.writer is None:
+            raise RuntimeError("_WriterSink.write before start")
         self.writer.write(block)
 
     def close(self) -> None:
@@ -348,27 +352,37 @@ class Codec:
     """A loaded model ready to encode and decode; see the module docstring."""
 
     def __init__(self, model: CodecModel, device: torch.device,
-                 frames_per_chunk: int | None = None) -> None:
+                 frames_per_chunk: int | None = None, chunks_per_window: int | None = None
+                 ) -> None:
+        """Wrap a loaded model; `frames_per_chunk` sets the stream's chunk size (default
+        DEFAULT_CHUNK_SECONDS), `chunks_per_window` how many chunks the networks see at once
+        (default: about WINDOW_SECONDS), which trades memory for context overhead."""
         self.model = model
         self.device = device
-        geometry = model.geometry
-        default = round(DEFAULT_CHUNK_SECONDS * model.config.model_rate / geometry.hop_length)
-        self.frames_per_chunk = int(frames_per_chunk or max(1, default))
-        if self.frames_per_chunk < 1:
-            raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
+        frames_per_second = model.config.model_rate / model.geometry.hop_length
+        self.frames_per_chunk = int(frames_per_chunk or
+                                    max(1, round(DEFAULT_CHUNK_SECONDS * frames_per_second)))
+        per_window = chunks_per_window or round(WINDOW_SECONDS / DEFAULT_CHUNK_SECONDS)
+        if self.frames_per_chunk < 1 or per_window < 1:
+            raise ValueError(f"frames_per_chunk ({frames_per_chunk}) and chunks_per_window "
+                             f"({chunks_per_window}) must be >= 1")
+        self.window_frames = self.frames_per_chunk * int(per_window)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", *,
-             need_encoder: bool = True, frames_per_chunk: int | None = None) -> Codec:
+             need_encoder: bool = True, frames_per_chunk: int | None = None,
+             chunks_per_window: int | None = None) -> Codec:
         """Load weights (None: the shipped default model) onto a device.
 
         `device` is "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N";
         an unavailable device raises DeviceError, bad weights WeightsError.
         `need_encoder=False` loads only what decoding needs.
         """
+        from codec.weights import load_model
+
         resolved = resolve_device(device)
         model = load_model(path, device=str(resolved), need_encoder=need_encoder)
-        return cls(model, resolved, frames_per_chunk)
+        return cls(model, resolved, frames_per_chunk, chunks_per_window)
 
     @property
     def model_rate(self) -> int:
@@ -445,10 +459,10 @@ class Codec:
         buffer = _ModelRateBuffer(source, self.model_rate, progress)
         offset, payload_bytes = fileobj.tell(), 0
         with format.StreamWriter(fileobj, header) as writer:
-            for k in range(header.num_chunks):
-                payload = self._encode_chunk(buffer, header, k)
-                writer.write_chunk(payload)
-                payload_bytes += len(payload)
+            for first in range(0, header.num_frames, self.window_frames):
+                for payload in self._encode_window(buffer, header, first):
+                    writer.write_chunk(payload)
+                    payload_bytes += len(payload)
         if progress:
             progress(source.num_samples, source.num_samples)
         return self._encode_report(header, fileobj.tell() - offset, payload_bytes,
@@ -456,6 +470,9 @@ class Codec:
 
     def _make_header(self, source: AudioSource, rate_point: int) -> format.StreamHeader:
         config, geometry = self.model.config, self.model.geometry
+        if source.channels > format.MAX_CHANNELS:
+            raise AudioError(f"{source.channels} channels: .aec streams hold at most "
+                             f"{format.MAX_CHANNELS}")
         model_samples = audio_io.resampled_length(source.num_samples, source.sample_rate,
                                                   config.model_rate)
         num_frames = -(-(model_samples + geometry.encoder_delay) // geometry.hop_length)
@@ -477,22 +494,28 @@ class Codec:
         return (header.rate_point * latent + rows).astype(np.int32)
 
     @torch.inference_mode()
-    def _encode_chunk(self, buffer: _ModelRateBuffer, header: format.StreamHeader,
-                      k: int) -> bytes:
-        """Encoder on chunk k's frames plus context, quantize, entropy-code its symbols."""
+    def _encode_window(self, buffer: _ModelRateBuffer, header: format.StreamHeader,
+                       first: int) -> list[bytes]:
+        """Encoder on the window's frames plus context; one entropy-coded payload per chunk."""
         hop, context = header.hop_length, self.model.geometry.encoder_context_frames
-        first = k * header.frames_per_chunk
-        count = header.chunk_frames(k)
-        start, stop = max(0, first - context), min(header.num_frames, first + count + context)
+        count = min(self.window_frames, header.num_frames - first)
+        start = max(0, first - context)
+        stop = min(header.num_frames, first + count + context)
         window = buffer.window(start * hop, stop * hop)
         buffer.drop_before(max(0, first + count - context) * hop)
         x = torch.from_numpy(window).to(self.device).unsqueeze(1)          # [ch, 1, T]
-        assert self.model.encoder is not None
-        y = self.model.encoder(x)[:, :, first - start: first - start + count]
-        symbols = self.model.quantizer.quantize(y, header.rate_point)      # [ch, C, count]
-        rows = symbols.to("cpu").numpy().astype(np.int32).reshape(-1, count)
-        return bytes(entropy.encode_symbols(np.ascontiguousarray(rows), self._table_index(header),
-                                            self.model.tables))
+        encoder = self.model.encoder
+        if encoder is None:
+            raise WeightsError("these weights were loaded without the encoder; cannot encode")
+        y = encoder(x)[:, :, first - start: first - start + count]         # [ch, C, count]
+        symbols = self.model.quantizer.quantize(y, header.rate_point).to("cpu").numpy()
+        table_index = self._table_index(header)
+        payloads = []
+        for offset in range(0, count, header.frames_per_chunk):
+            rows = symbols[:, :, offset: offset + header.frames_per_chunk]
+            rows = np.ascontiguousarray(rows.reshape(-1, rows.shape[2]), dtype=np.int32)
+            payloads.append(bytes(entropy.encode_symbols(rows, table_index, self.model.tables)))
+        return payloads
 
     def decode_from(self, fileobj: BinaryIO, sink: AudioSink, *, ignore_errors: bool = False,
                     progress: ProgressCallback | None = None) -> DecodeReport:
@@ -539,8 +562,7 @@ class Codec:
     @torch.inference_mode()
     def _chunk_latent(self, header: format.StreamHeader, chunk: format.Chunk) -> torch.Tensor:
         """Entropy-decode a chunk's payload and dequantize: latent `[channels, C, frames]`."""
-        assert chunk.payload is not None
-        rows = entropy.decode_symbols(chunk.payload, self._table_index(header), chunk.num_frames,
+        rows = entropy.decode_symbols(chunk.payload or b"", self._table_index(header), chunk.num_frames,
                                       self.model.tables)
         symbols = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int32)).to(self.device)
         symbols = symbols.reshape(header.channels, header.latent_channels, chunk.num_frames)
@@ -571,7 +593,8 @@ class _StreamDecoder:
         self.damaged: list[tuple[int, int]] = []    # frame ranges to silence
         self.latent_start = 0
         self.latent_end = 0
-        self.next_chunk = 0                         # next chunk to synthesise
+        self.window_frames = codec.window_frames
+        self.next_first = 0                         # first frame of the next window
         model_samples = audio_io.resampled_length(header.num_samples, header.sample_rate,
                                                   header.model_rate)
         self.skip = header.encoder_delay              # model-rate samples still to drop
@@ -587,26 +610,27 @@ class _StreamDecoder:
             self.damaged.append((self.latent_end, self.latent_end + num_frames))
         self.latents.append(latent)
         self.latent_end += num_frames
-        while self._ready(self.next_chunk):
-            self._synthesise(self.next_chunk)
+        while self._ready():
+            self._synthesise()
 
-    def _ready(self, k: int) -> bool:
-        if k >= self.header.num_chunks:
+    def _ready(self) -> bool:
+        """Whether the next window and its right context have arrived."""
+        if self.next_first >= self.header.num_frames:
             return False
-        first = k * self.header.frames_per_chunk
-        need = min(self.header.num_frames, first + self.header.chunk_frames(k) + self.context)
+        need = min(self.header.num_frames, self.next_first + self.window_frames + self.context)
         return self.latent_end >= need
 
     def finish(self) -> None:
-        if self.latent_end != self.header.num_frames or self.next_chunk != self.header.num_chunks:
+        if self.latent_end != self.header.num_frames or self.next_first < self.header.num_frames:
             raise format.FormatError(f"stream holds {self.latent_end} of "
                                      f"{self.header.num_frames} frames")
         self._emit(self.resampler.flush())
 
     @torch.inference_mode()
-    def _synthesise(self, k: int) -> None:
-        first = k * self.header.frames_per_chunk
-        count = self.header.chunk_frames(k)
+    def _synthesise(self) -> None:
+        """Decoder on the next window plus context; keep the window's own samples."""
+        first = self.next_first
+        count = min(self.window_frames, self.header.num_frames - first)
         start = max(0, first - self.context)
         stop = min(self.header.num_frames, first + count + self.context)
         latent = torch.cat(self.latents, dim=2)[:, :, start - self.latent_start:
@@ -617,7 +641,7 @@ class _StreamDecoder:
         block = audio.float().to("cpu").numpy()
         self._silence_damaged(block, first, first + count)
         self._drop_latent_before(first + count - self.context)
-        self.next_chunk += 1
+        self.next_first += count
         self._push_model_rate(block)
 
     def _silence_damaged(self, block: NDArray[np.float32], first: int, stop: int) -> None:
