@@ -60,8 +60,8 @@ MAX_TABLE_PRECISION = 24
 MAX_TABLE_LENGTH = 1 << 16
 """Most entries (escape included) a table may have."""
 MAX_NUM_TABLES = 1 << 16
-MAX_CHUNK_SYMBOLS = 1 << 24
-"""Most symbols one payload may carry; bounds the decoder's allocation (64 MiB)."""
+MAX_CHUNK_SYMBOLS = 1 << 22
+"""Most symbols one payload may carry (4 Mi); bounds the decoder's allocation."""
 ESCAPE_WIDTH_SIZE = 33
 """Alphabet of the escape width ``n`` in 0..32 (coded with ``Uniform(33)``)."""
 ESCAPE_PIECE_BITS = 16
