@@ -1,0 +1,220 @@
+"""Rate-distortion bench: aec at every rate point vs Opus, MP3, AAC-LC and Vorbis.
+
+    python -m bench.rd --corpus /work/corpus --split valid --out results/rd \
+        --max-clips-per-kind 8 --max-seconds 10
+    python -m bench.rd --input DIR_OR_FILE [...] --out DIR
+
+Every clip is coded by every available codec at every rate; the decoded audio
+is resampled to the reference rate, aligned by a bounded cross-correlation lag
+search, cut to the reference length and scored. Writes results.csv,
+summary.md and one PNG per metric into --out. A missing tool or metric package
+is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import clips as clip_sources
+from bench.align import align
+from bench.classic import CLASSIC_CODECS, ToolError
+from bench.clips import Clip
+from bench.coding import CodecPoint, Coded
+from bench.report import Row, plot_metrics, summarise, write_csv, write_summary
+from bench.scoring import PerceptualMeters, resample, score
+
+ALL_CODECS = ("aec", *[c.name for c in CLASSIC_CODECS])
+
+
+def warn(message: str) -> None:
+    print(f"bench: warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Notes:
+    """Things the reader of summary.md must know: skips, failures, tool behaviour."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str, *, echo: bool = True) -> None:
+        if line not in self.lines:
+            self.lines.append(line)
+            if echo:
+                warn(line)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.rd", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, nargs="+", help="audio files or folders")
+    source.add_argument("--corpus", type=Path, help="training corpus root (uses --split)")
+    parser.add_argument("--split", default="valid", help="corpus split (default: valid)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--max-clips-per-kind", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="keep the first S seconds of each clip (default 10)")
+    parser.add_argument("--codecs", default=",".join(ALL_CODECS),
+                        help=f"comma list from {','.join(ALL_CODECS)}")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="aec weights (.json config path); default: shipped model")
+    parser.add_argument("--device", default="cpu", help="aec device (default cpu)")
+    parser.add_argument("--max-lag-ms", type=float, default=100.0,
+                        help="alignment search window +-ms (default 100)")
+    parser.add_argument("--no-perceptual", action="store_true",
+                        help="skip ViSQOL, PESQ and STOI (fast runs)")
+    return parser
+
+
+def select_sources(args: argparse.Namespace) -> list[clip_sources.ClipSource]:
+    if args.corpus is not None:
+        sources = clip_sources.sources_from_corpus(args.corpus, args.split)
+    else:
+        sources = clip_sources.sources_from_paths(args.input)
+    return clip_sources.pick_per_kind(sources, args.max_clips_per_kind)
+
+
+def classic_points(names: Sequence[str], notes: Notes) -> list[CodecPoint]:
+    """Points of the requested classic codecs whose tools are installed."""
+    points: list[CodecPoint] = []
+    for codec in CLASSIC_CODECS:
+        if codec.name not in names:
+            continue
+        missing = codec.missing_tools()
+        if missing:
+            notes.add(f"{codec.name} skipped: {', '.join(missing)} not installed "
+                      "(run bench/setup.sh)")
+            continue
+        points.extend(codec.points())
+    return points
+
+
+def aec_points(args: argparse.Namespace, notes: Notes) -> list[CodecPoint]:
+    """The aec rate points, or none (with a note) if the API or weights are not usable."""
+    try:
+        from bench.neural import load_aec_points
+        return list(load_aec_points(args.weights, args.device))
+    except (ImportError, OSError, RuntimeError, ValueError) as error:  # AecError included
+        notes.add(f"aec skipped: {type(error).__name__}: {error}")
+        return []
+
+
+def make_row(clip: Clip, point: CodecPoint, coded: Coded, meters: PerceptualMeters,
+             max_lag: int) -> tuple[Row, int]:
+    """Resample, align and score one coded clip; returns the row and the lag."""
+    from codec.metrics import bitrate_kbps
+
+    decoded = resample(coded.decoded, coded.decoded_rate, clip.sample_rate)
+    aligned, lag = align(clip.audio, decoded, max_lag)
+    scores = score(clip.audio, aligned, clip.sample_rate, clip.kind, meters)
+    duration = clip.duration_s
+    row = Row(
+        clip=clip.name, kind=clip.kind, package=clip.package, seconds=round(duration, 4),
+        codec=point.codec_name, nominal_kbps=point.nominal_kbps, rate_point=point.rate_point,
+        file_bytes=coded.file_bytes, payload_bytes=coded.payload_bytes,
+        kbps_file=bitrate_kbps(coded.file_bytes, clip.num_samples, clip.sample_rate),
+        kbps_payload=bitrate_kbps(coded.payload_bytes, clip.num_samples, clip.sample_rate),
+        decoded_rate=coded.decoded_rate, lag_samples=lag,
+        lag_ms=1000.0 * lag / clip.sample_rate,
+        snr_db=scores.snr_db, si_sdr_db=scores.si_sdr_db, mel_distance=scores.mel_distance,
+        visqol=scores.visqol, visqol_mode=scores.visqol_mode, pesq_wb=scores.pesq_wb,
+        stoi=scores.stoi, encode_x_rt=duration / max(coded.encode_s, 1e-9),
+        decode_x_rt=duration / max(coded.decode_s, 1e-9))
+    return row, lag
+
+
+def note_behaviour(clip: Clip, point: CodecPoint, coded: Coded, lag: int, max_lag: int,
+                   notes: Notes) -> None:
+    """Record what a codec did that the nominal setting hides (resampling, lag at the edge)."""
+    if coded.decoded_rate != clip.sample_rate:
+        notes.add(f"{point.label}: decoder output is {coded.decoded_rate} Hz for "
+                  f"{clip.sample_rate} Hz input (the encoder resampled); resampled back "
+                  "before scoring", echo=False)
+    if abs(lag) == max_lag:
+        notes.add(f"{point.label} on {clip.name}: lag hit the search bound "
+                  f"({lag} samples); alignment may be wrong")
+
+
+def bench_clip(clip: Clip, points: Sequence[CodecPoint], workdir: Path,
+               meters: PerceptualMeters, max_lag_ms: float, notes: Notes) -> list[Row]:
+    """All rows of one clip; a failing codec run is noted and skipped."""
+    rows = []
+    max_lag = int(round(max_lag_ms * clip.sample_rate / 1000.0))
+    for point in points:
+        try:
+            coded = point.run(clip, workdir)
+        except (ToolError, RuntimeError, ValueError, OSError) as error:
+            notes.add(f"{point.label} failed on {clip.name}: {error}")
+            continue
+        row, lag = make_row(clip, point, coded, meters, max_lag)
+        note_behaviour(clip, point, coded, lag, max_lag, notes)
+        rows.append(row)
+    return rows
+
+
+def describe_commit() -> str:
+    """`git describe --always --dirty` of the checkout the bench runs from."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                            cwd=root, capture_output=True, text=True, check=False)
+    return result.stdout.strip() or "unknown"
+
+
+def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
+    """Prepare clips, run every point on every clip, write all outputs; returns the rows."""
+    notes = Notes()
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(ALL_CODECS))
+    if unknown:
+        raise SystemExit(f"bench: unknown codec(s): {', '.join(unknown)}")
+    points = (aec_points(args, notes) if "aec" in names else []) + classic_points(names, notes)
+    sources = select_sources(args)
+    if not sources:
+        raise SystemExit("bench: no input clips found")
+    meters = PerceptualMeters(*([not args.no_perceptual] * 3))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="aec-bench-") as tmp:
+        for number, source in enumerate(sources, 1):
+            clip = clip_sources.prepare_clip(source, Path(tmp), args.max_seconds)
+            print(f"bench: [{number}/{len(sources)}] {clip.name} ({clip.duration_s:.1f} s)",
+                  file=sys.stderr)
+            rows += bench_clip(clip, points, Path(tmp), meters, args.max_lag_ms, notes)
+            write_csv(rows, args.out / "results.csv")
+    for package in sorted(meters.missing):
+        notes.add(f"{package} not installed: its metric is left empty (run bench/setup.sh)")
+    write_outputs(rows, args, argv, notes)
+    return rows
+
+
+def write_outputs(rows: Sequence[Row], args: argparse.Namespace, argv: Sequence[str],
+                  notes: Notes) -> None:
+    write_csv(rows, args.out / "results.csv")
+    groups = summarise(rows)
+    command = "python -m bench.rd " + " ".join(shlex.quote(a) for a in argv)
+    write_summary(groups, args.out / "summary.md", command=command, commit=describe_commit(),
+                  notes=notes.lines)
+    plots = plot_metrics(groups, args.out)
+    print(f"bench: {len(rows)} rows -> {args.out}/results.csv, summary.md, "
+          f"{len(plots)} plots", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if not math.isfinite(args.max_lag_ms) or args.max_lag_ms < 0:
+        raise SystemExit("bench: --max-lag-ms must be a non-negative number")
+    run_bench(args, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Bench outputs: results.csv (one row per clip x codec x rate), summary.md, PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Row:
+    """One clip coded by one codec at one rate point, with its honest rates and scores."""
+
+    clip: str
+    kind: str
+    package: str
+    seconds: float
+    codec: str
+    nominal_kbps: float
+    rate_point: int            # aec rate point index; -1 for classic codecs
+    file_bytes: int
+    payload_bytes: int
+    kbps_file: float           # whole file bytes * 8 / duration
+    kbps_payload: float        # payload bytes * 8 / duration
+    decoded_rate: int          # sample rate the decoder produced
+    lag_samples: int           # alignment lag at the reference rate (decoded is late by it)
+    lag_ms: float
+    snr_db: float
+    si_sdr_db: float
+    mel_distance: float
+    visqol: float
+    visqol_mode: str
+    pesq_wb: float
+    stoi: float
+    encode_x_rt: float         # audio seconds per wall second (includes tool start-up)
+    decode_x_rt: float
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A plotted/summarised metric: its column, axis label and preferred direction."""
+
+    column: str
+    label: str
+    higher_is_better: bool = True
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("snr_db", "SNR (dB)"),
+    Metric("si_sdr_db", "SI-SDR (dB)"),
+    Metric("mel_distance", "mel distance (log10 L1, lower is better)", False),
+    Metric("visqol", "ViSQOL MOS-LQO (1-5)"),
+    Metric("pesq_wb", "PESQ-WB MOS-LQO (1-4.64)"),
+    Metric("stoi", "STOI (0-1)"),
+)
+SUMMARY_COLUMNS: tuple[str, ...] = ("kbps_file", "kbps_payload", *[m.column for m in METRICS],
+                                    "lag_ms")
+
+
+def write_csv(rows: Iterable[Row], path: Path) -> None:
+    """Write the rows with a header line; floats keep full precision."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(asdict(row))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+@dataclass(frozen=True)
+class Group:
+    """Mean figures of one (kind, codec, nominal rate) group."""
+
+    kind: str
+    codec: str
+    nominal_kbps: float
+    clips: int
+    means: dict[str, float]
+
+
+def summarise(rows: Sequence[Row]) -> list[Group]:
+    """Means per content kind x codec x nominal bitrate, plus kind "all"."""
+    groups: dict[tuple[str, str, float], list[Row]] = defaultdict(list)
+    for row in rows:
+        for kind in (row.kind, "all"):
+            groups[(kind, row.codec, row.nominal_kbps)].append(row)
+    result = []
+    for (kind, codec, nominal), members in groups.items():
+        means = {c: _nanmean([float(getattr(r, c)) for r in members]) for c in SUMMARY_COLUMNS}
+        result.append(Group(kind, codec, nominal, len(members), means))
+    kind_order = {k: i for i, k in enumerate(("speech", "music", "sfx", "other", "all"))}
+    result.sort(key=lambda g: (kind_order.get(g.kind, 9), g.kind, g.codec != "aec", g.codec,
+                               g.means["kbps_file"]))
+    return result
+
+
+def _cell(value: float, digits: int = 2) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def summary_table(groups: Sequence[Group]) -> str:
+    """A markdown table of the group means."""
+    head = ("| kind | codec | nominal kbps | clips | kbps file | kbps payload | SNR dB | "
+            "SI-SDR dB | mel dist | ViSQOL | PESQ-WB | STOI | lag ms |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for g in groups:
+        m = g.means
+        cells = [g.kind, g.codec, f"{g.nominal_kbps:g}", str(g.clips),
+                 _cell(m["kbps_file"]), _cell(m["kbps_payload"]), _cell(m["snr_db"]),
+                 _cell(m["si_sdr_db"]), _cell(m["mel_distance"], 3), _cell(m["visqol"]),
+                 _cell(m["pesq_wb"]), _cell(m["stoi"], 3), _cell(m["lag_ms"], 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _nearest(groups: Sequence[Group], kind: str, codec: str, kbps: float) -> Group | None:
+    """The group of `codec` whose measured file rate is nearest `kbps` (within a factor 2)."""
+    candidates = [g for g in groups if g.kind == kind and g.codec == codec
+                  and kbps / 2 <= g.means["kbps_file"] <= kbps * 2]
+    return min(candidates, key=lambda g: abs(math.log(g.means["kbps_file"] / kbps)),
+               default=None)
+
+
+def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) -> str:
+    """aec vs Opus near each target rate: measured kbps, SI-SDR, mel distance, ViSQOL."""
+    head = "| kind | target kbps | codec | kbps file | SI-SDR dB | mel dist | ViSQOL |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    kinds = sorted({g.kind for g in groups}, key=lambda k: (k == "all", k))
+    for kind in kinds:
+        for target in targets:
+            for codec in ("aec", "opus"):
+                g = _nearest(groups, kind, codec, target)
+                if g is None:
+                    continue
+                m = g.means
+                lines.append(f"| {kind} | {target:g} | {codec} {g.nominal_kbps:g}k | "
+                             f"{_cell(m['kbps_file'])} | {_cell(m['si_sdr_db'])} | "
+                             f"{_cell(m['mel_distance'], 3)} | {_cell(m['visqol'])} |")
+    return "\n".join(lines)
+
+
+def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
+    """One PNG per metric: a panel per content kind, one curve per codec vs file kbps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    kinds = sorted({g.kind for g in groups}, key=lambda k: (k == "all", k))
+    codecs = sorted({g.codec for g in groups}, key=lambda c: (c != "aec", c))
+    paths: list[Path] = []
+    if not groups:
+        return paths
+    for metric in METRICS:
+        if all(math.isnan(g.means[metric.column]) for g in groups):
+            continue
+        fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+        for ax, kind in zip(axes[0], kinds):
+            for codec in codecs:
+                points = sorted((g.means["kbps_file"], g.means[metric.column]) for g in groups
+                                if g.kind == kind and g.codec == codec
+                                and not math.isnan(g.means[metric.column]))
+                if points:
+                    xs, ys = zip(*points)
+                    ax.plot(xs, ys, marker="o", linewidth=2.4 if codec == "aec" else 1.4,
+                            label=codec)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator([2, 4, 6, 8, 12, 16, 24, 32, 48, 64]))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_title(kind)
+            ax.set_xlabel("measured bitrate (kbit/s, whole file)")
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel(metric.label)
+        axes[0][-1].legend(loc="best", fontsize=9)
+        fig.suptitle(f"{metric.label} vs measured bitrate")
+        fig.tight_layout()
+        path = out_dir / f"{metric.column}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_summary(groups: Sequence[Group], path: Path, *, command: str, commit: str,
+                  notes: Sequence[str] = ()) -> None:
+    """summary.md: how it was made, the aec-vs-Opus headline, the full table, notes."""
+    text = [
+        "# aec rate-distortion bench", "",
+        f"Command: `{command}`  ",
+        f"Commit: `{commit}`", "",
+        "Rates are measured: file bytes x 8 / duration (container included) and payload "
+        "bytes only (classic: sum of ffprobe packet sizes; aec: chunk payloads). "
+        "Metrics are means over clips, after aligning each decoded clip to its reference.", "",
+        "## Headline: aec vs Opus", "", headline(groups), "",
+        "## All results (means per kind x codec x rate)", "", summary_table(groups), "",
+    ]
+    if notes:
+        text += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    path.write_text("\n".join(text))

@@ -1,0 +1,160 @@
+"""Tests of the rate-distortion bench: alignment, honest bitrates, outputs end to end.
+
+The end-to-end test uses an in-process stand-in codec (delay + noise) so it runs
+without any external tool, plus whichever classic codecs are installed. No
+network, no timing assertions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bench import rd
+from bench.align import align, apply_lag, find_lag
+from bench.classic import CLASSIC_CODECS, packet_payload_bytes
+from bench.clips import ClipSource, pick_per_kind, prepare_clip
+from bench.coding import Coded
+from bench.report import COLUMNS
+
+RATE = 24000
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal: an amplitude-modulated harmonic tone plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    tone = sum(np.sin(2 * np.pi * 180 * k * t) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    return (0.2 * envelope * tone + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("lag", [0, 1, 37, -23, 2400])
+def test_find_lag_recovers_known_lag_exactly(lag: int) -> None:
+    reference = _signal(1.0)
+    delayed = np.concatenate([np.zeros(max(lag, 0), np.float32), reference[max(-lag, 0):]])
+    assert find_lag(reference, delayed, max_lag=2400) == lag
+    aligned, found = align(reference, delayed, max_lag=2400)
+    assert found == lag and aligned.shape == reference.shape
+    interior = slice(max(-lag, 0), reference.shape[0] - max(lag, 0) - abs(lag))
+    np.testing.assert_array_equal(aligned[interior], reference[interior])
+
+
+def test_find_lag_is_bounded_and_silence_gives_zero() -> None:
+    reference = _signal(0.5)
+    late = np.concatenate([np.zeros(500, np.float32), reference])
+    assert abs(find_lag(reference, late, max_lag=100)) <= 100
+    assert find_lag(np.zeros(1000), np.zeros(1200), max_lag=50) == 0
+
+
+def test_apply_lag_pads_and_cuts() -> None:
+    estimate = np.arange(1, 6, dtype=np.float32)
+    np.testing.assert_array_equal(apply_lag(estimate, 2, 5), [3, 4, 5, 0, 0])
+    np.testing.assert_array_equal(apply_lag(estimate, -2, 4), [0, 0, 1, 2])
+
+
+def test_pick_per_kind_round_robins_packages() -> None:
+    sources = [ClipSource(Path(f"/c/{k}/{p}/{i}.wav"), k, p)
+               for k in ("speech", "music") for p in ("a", "b") for i in range(3)]
+    picked = pick_per_kind(sources, 3)
+    assert [s.package for s in picked if s.kind == "speech"] == ["a", "b", "a"]
+    assert len(picked) == 6
+
+
+class DelayNoiseCodec:
+    """Stand-in codec: delays by 50 samples, adds noise; 1000 'file' and 900 payload bytes."""
+
+    codec_name = "fake"
+    label = "fake 8k"
+    nominal_kbps = 8.0
+    rate_point = -1
+    delay = 50
+
+    def run(self, clip, workdir: Path) -> Coded:
+        noise = 0.001 * np.random.default_rng(1).standard_normal(clip.num_samples)
+        decoded = np.concatenate([np.zeros(self.delay, np.float32),
+                                  clip.audio + noise.astype(np.float32)])
+        return Coded(decoded, clip.sample_rate, 1000, 900, 0.01, 0.01)
+
+
+@pytest.fixture()
+def input_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "in" / "speech" / "pkg"
+    folder.mkdir(parents=True)
+    sf.write(folder / "a.wav", _signal(1.0, seed=2), RATE, subtype="PCM_16")
+    sf.write(folder / "b.wav", _signal(3.0, seed=3), RATE, subtype="PCM_16")
+    return tmp_path / "in"
+
+
+def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                       ) -> None:
+    present = [c for c in CLASSIC_CODECS if not c.missing_tools()]
+    # One rate per installed classic codec keeps the test fast.
+    monkeypatch.setattr(rd, "CLASSIC_CODECS",
+                        tuple(dataclasses.replace(c, kbps=c.kbps[:1]) for c in present))
+    real_points = rd.classic_points
+    monkeypatch.setattr(rd, "classic_points",
+                        lambda names, notes: [DelayNoiseCodec(), *real_points(names, notes)])
+    out = tmp_path / "out"
+    assert rd.main(["--input", str(input_dir), "--out", str(out), "--max-seconds", "2",
+                    "--codecs", "opus,mp3,aac,vorbis", "--no-perceptual"]) == 0
+
+    with open(out / "results.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ()) == COLUMNS
+    assert len(rows) == 2 * (1 + len(present))
+    fake = [r for r in rows if r["codec"] == "fake"]
+    for row in fake:
+        seconds = float(row["seconds"])
+        assert int(row["lag_samples"]) == DelayNoiseCodec.delay
+        assert math.isclose(float(row["kbps_file"]), 1000 * 8 / seconds / 1000, rel_tol=1e-3)
+        assert math.isclose(float(row["kbps_payload"]), 900 * 8 / seconds / 1000, rel_tol=1e-3)
+        assert float(row["snr_db"]) > 30 and float(row["mel_distance"]) < 0.5
+        assert row["kind"] == "speech"
+    assert sorted(float(r["seconds"]) for r in fake) == [1.0, 2.0]   # --max-seconds cut
+    for row in rows:
+        assert float(row["kbps_payload"]) <= float(row["kbps_file"])
+    summary = (out / "summary.md").read_text()
+    assert "| speech | fake | 8 | 2 |" in summary and "Commit:" in summary
+    assert (out / "snr_db.png").stat().st_size > 1000
+    assert (out / "mel_distance.png").exists()
+
+
+def test_missing_tools_are_skipped_not_fatal(input_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tmp_path / "out"
+    assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "opus,mp3",
+                    "--no-perceptual"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "opus skipped" in summary and "mp3 skipped" in summary
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                    reason="ffmpeg not installed (bench/setup.sh)")
+def test_payload_bytes_from_packets(tmp_path: Path) -> None:
+    source = ClipSource(tmp_path / "x.wav", "other", "p")
+    sf.write(source.path, _signal(2.0), RATE, subtype="PCM_16")
+    clip = prepare_clip(source, tmp_path, None)
+    aac = next(c for c in CLASSIC_CODECS if c.name == "aac")
+    coded = aac.points()[0].run(clip, tmp_path)
+    # Packets carry the audio; the MP4 container adds a little on top.
+    assert 0 < coded.payload_bytes < coded.file_bytes < coded.payload_bytes + 2000
+    assert coded.decoded_rate == RATE
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                    reason="ffmpeg not installed (bench/setup.sh)")
+def test_packet_payload_bytes_sums_packets(tmp_path: Path) -> None:
+    wav = tmp_path / "x.wav"
+    sf.write(wav, _signal(1.0), RATE, subtype="PCM_16")
+    # A WAV "packet" stream carries exactly the PCM bytes: 2 bytes per sample.
+    assert packet_payload_bytes(wav) == 2 * RATE
