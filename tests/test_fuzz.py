@@ -1,0 +1,221 @@
+"""Seeded fuzzing of spec/vectors: every damaged stream decodes fully or raises AecError.
+
+Each case reads the header, every chunk (strict, or with ignore_errors on odd
+cases) and entropy-decodes every payload. Anything but success or an AecError
+subclass fails the test with the seed needed to replay the case. Mutations:
+bit flips, truncations, insertions, deletions, chunk-length edits, version
+edits, and header/index edits with the CRC recomputed (to reach the checks
+behind the CRC).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec import format as fmt
+from codec.entropy import CdfTable, decode_symbols
+from codec.errors import AecError, FormatError
+from codec.format import StreamReader
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = sorted((ROOT / "spec" / "vectors").glob("*.aec"))
+NUM_CASES = 10_000
+MAX_CASE_S = 1.0
+TRACE_EVERY = 25  # tracemalloc slows Python down; measure allocation on a sample
+
+
+def load_tables() -> CdfTable:
+    import json
+
+    raw = json.loads((ROOT / "spec" / "vectors" / "tables.json").read_text())
+    return CdfTable.from_arrays({k: np.array(v) for k, v in raw.items()})
+
+
+TABLES = load_tables()
+
+
+def decode_everything(data: bytes, ignore_errors: bool) -> str:
+    """Header + all chunks + entropy decode, as `Codec.decode` would do it."""
+    reader = StreamReader(io.BytesIO(data))
+    h = reader.header
+    rows = np.arange(h.channels * h.latent_channels)
+    index = (h.rate_point * h.latent_channels + rows % h.latent_channels).astype(np.int32)
+    if index.size and index.max() >= TABLES.num_tables:
+        raise FormatError("rate point / latent channels do not match the model's tables")
+    for chunk in reader.chunks(ignore_errors=ignore_errors):
+        if chunk.payload is not None:
+            decode_symbols(chunk.payload, index, chunk.num_frames, TABLES)
+    return "decoded"
+
+
+# --- mutations -----------------------------------------------------------------------
+
+def flip_bits(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    return bytes(out)
+
+
+def truncate(data: bytes, rng: random.Random) -> bytes:
+    return data[: rng.randrange(len(data))]
+
+
+def insert(data: bytes, rng: random.Random) -> bytes:
+    at = rng.randrange(len(data) + 1)
+    return data[:at] + rng.randbytes(rng.randint(1, 16)) + data[at:]
+
+
+def delete(data: bytes, rng: random.Random) -> bytes:
+    at = rng.randrange(len(data))
+    return data[:at] + data[at + rng.randint(1, 16) :]
+
+
+def edit_version(data: bytes, rng: random.Random) -> bytes:
+    if len(data) < 10:
+        return flip_bits(data, rng)
+    out = bytearray(data)
+    out[8 + rng.randrange(2)] = rng.choice([0, 1, 2, 3, 127, 255])
+    return bytes(out)
+
+
+def random_varint(rng: random.Random) -> bytes:
+    value = rng.choice([0, 1, 127, 128, 2**14, 2**24, 2**32 - 1, 2**63, 2**64 - 1,
+                        rng.randrange(2**20)])
+    return fmt.encode_varint(value)
+
+
+def edit_chunk_length(data: bytes, rng: random.Random) -> bytes:
+    """Replace a chunk's length varint (found through the seek index) with another."""
+    try:
+        reader = StreamReader(io.BytesIO(data))
+        index = reader.seek_index
+    except AecError:
+        index = None
+    if index is None or not index.record_sizes:
+        return flip_bits(data, rng)
+    at = rng.choice(index.offsets(reader.chunks_start))
+    ends = [i for i in range(min(10, len(data) - at)) if data[at + i] < 0x80]
+    old = 1 + ends[0] if ends else 1
+    return data[:at] + random_varint(rng) + data[at + old :]
+
+
+def edit_header_with_crc(data: bytes, rng: random.Random) -> bytes:
+    """Change header body bytes (or insert a varint) and recompute the header CRC."""
+    size = data[10] if len(data) > 10 else 0x80
+    if size >= 0x80 or len(data) < 15 + size or size == 0:
+        return flip_bits(data, rng)
+    body = bytearray(data[11 : 11 + size])
+    if rng.random() < 0.5:
+        body[rng.randrange(len(body))] = rng.randrange(256)
+    else:
+        at = rng.randrange(len(body) + 1)
+        body[at:at] = random_varint(rng)
+    covered = data[8:10] + fmt.encode_varint(len(body)) + bytes(body)
+    return (fmt.MAGIC + covered + struct.pack("<I", fmt.crc32(covered))
+            + data[11 + size + 4 :])
+
+
+def edit_trailer_with_crc(data: bytes, rng: random.Random) -> bytes:
+    """Rewrite the seek index (CRC recomputed) with random sizes or counts."""
+    end = data[-8:]
+    if len(data) < 16 or end[:4] != fmt.END_MAGIC:
+        return flip_bits(data, rng)
+    trailer = struct.unpack("<I", end[4:])[0]
+    if trailer == 0 or trailer > len(data) - 8:
+        return flip_bits(data, rng)
+    body = b"".join(random_varint(rng) for _ in range(rng.randint(0, 6)))
+    block = bytes([fmt.INDEX_TAG]) + fmt.encode_varint(len(body)) + body
+    block += struct.pack("<I", fmt.crc32(block))
+    return data[: len(data) - 8 - trailer] + block + fmt.END_MAGIC + struct.pack("<I", len(block))
+
+
+MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [
+    flip_bits, flip_bits, truncate, insert, delete, edit_version,
+    edit_chunk_length, edit_header_with_crc, edit_header_with_crc, edit_trailer_with_crc,
+]
+
+
+def mutate(seed: int) -> bytes:
+    """The seeded case: one vector with one or a few mutations applied."""
+    rng = random.Random(seed)
+    source = VECTORS[seed % len(VECTORS)].read_bytes()
+    data = source
+    for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 4)):
+        data = MUTATIONS[rng.randrange(len(MUTATIONS))](data, rng) if data else data
+    return data
+
+
+def decode_case(seed: int, data: bytes) -> tuple[str, float, int]:
+    """(outcome, seconds, traced peak bytes or -1) of decoding one mutated stream."""
+    trace = seed % TRACE_EVERY == 0
+    if trace:
+        tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        outcome = decode_everything(data, ignore_errors=seed % 2 == 1)
+    except AecError as exc:
+        outcome = type(exc).__name__
+    elapsed = time.perf_counter() - start
+    peak = -1
+    if trace:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, elapsed, peak
+
+
+def declared_symbols(data: bytes) -> int:
+    """Symbols per chunk the (possibly fuzzed) header declares, if it parses."""
+    try:
+        h = StreamReader(io.BytesIO(data)).header
+    except AecError:
+        return 0
+    return h.channels * h.latent_channels * h.frames_per_chunk
+
+
+def test_fuzzed_vectors_decode_or_raise_aec_error() -> None:
+    outcomes: dict[str, int] = {}
+    slowest = 0.0
+    for seed in range(NUM_CASES):
+        data = mutate(seed)
+        size = len(data)
+        try:
+            outcome, elapsed, peak = decode_case(seed, data)
+        except Exception as exc:  # anything not an AecError is a bug: show the seed
+            pytest.fail(f"case {seed}: {type(exc).__name__}: {exc}")
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        slowest = max(slowest, elapsed)
+        assert elapsed < MAX_CASE_S, f"case {seed} took {elapsed:.2f} s"
+        if peak >= 0:
+            assert peak < 64 * size + 1 << 20, f"case {seed}: peak {peak} for {size} bytes"
+    assert sum(outcomes.values()) == NUM_CASES
+    # both sides were exercised, and the damage checks all fired
+    assert outcomes.get("decoded", 0) > 100
+    for kind in ("ChecksumError", "TruncatedError", "LimitError", "FormatError",
+                 "UnsupportedVersionError"):
+        assert outcomes.get(kind, 0) > 10, (kind, outcomes)
+
+
+def test_allocation_is_bounded_by_input_and_declared_geometry() -> None:
+    """Worst case over a sample: a crafted header may declare big chunks (<= limit)."""
+    for seed in range(0, 2000, 7):
+        rng = random.Random(seed)
+        data = edit_header_with_crc(VECTORS[seed % len(VECTORS)].read_bytes(), rng)
+        tracemalloc.start()
+        try:
+            decode_everything(data, ignore_errors=True)
+        except AecError:
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        bound = 64 * len(data) + 40 * declared_symbols(data) + (1 << 20)
+        assert peak < bound, f"case {seed}: peak {peak} > {bound}"
