@@ -439,9 +439,11 @@ class Codec:
             _check_target(Path(dst), overwrite)
         with _open_aec(src) as stream, atomic_output(dst, overwrite) as fileobj:
             sink = _WriterSink(fileobj, kind, subtype)
-            report = self.decode_from(stream, sink, ignore_errors=ignore_errors,
-                                      progress=progress)
-            sink.close()
+            try:
+                report = self.decode_from(stream, sink, ignore_errors=ignore_errors,
+                                          progress=progress)
+            finally:
+                sink.close()          # before the temp file closes (or is removed)
         return report
 
     # ------------------------------------------------------------ file-object cores

@@ -50,3 +50,44 @@ def codec():  # type: ignore[no-untyped-def]
     from codec.api import Codec
 
     return Codec.load(device="cpu")
+
+
+def make_tiny_model(seed: int = 0):  # type: ignore[no-untyped-def]
+    """A small untrained model with Laplace CDF tables: fast, for mechanics only.
+
+    Its quality means nothing; tests of quality use the shipped weights (`codec`).
+    `seed` changes the weights and the model identity (SHA-256 of a seed string).
+    """
+    import hashlib
+
+    import torch
+
+    from codec.entropy import CdfTable
+    from codec.model.geometry import compute_geometry
+    from codec.weights import CodecModel, ModelConfig, RatePoint, build_modules
+
+    torch.manual_seed(seed)
+    config = ModelConfig(name=f"tiny{seed}", latent_channels=4, strides=(4, 4, 5),
+                         encoder_channels=(8, 8, 16), decoder_channels=(16, 8, 8),
+                         rate_points=(RatePoint(0, 3.0, 3.0), RatePoint(1, 6.0, 6.0)))
+    encoder, decoder, quantizer = build_modules(config)
+    for module in (encoder, decoder, quantizer):
+        module.eval()
+    values = np.arange(-20, 21)
+    pmfs = [np.exp(-np.abs(values) / (1.0 + r)) for r in range(2)
+            for _ in range(config.latent_channels)]
+    tables = CdfTable.from_pmfs([p / p.sum() for p in pmfs], [-20] * len(pmfs), precision=16)
+    return CodecModel(config, encoder, decoder, quantizer, tables,
+                      hashlib.sha256(f"tiny{seed}".encode()).digest(),
+                      compute_geometry(encoder, decoder, config.hop_length))
+
+
+@pytest.fixture(scope="session")
+def tiny():  # type: ignore[no-untyped-def]
+    """A Codec on the tiny model with small chunks (10 frames) and 2-chunk windows."""
+    import torch
+
+    from codec.api import Codec
+
+    return Codec(make_tiny_model(0), torch.device("cpu"), frames_per_chunk=10,
+                 chunks_per_window=2)
