@@ -54,7 +54,11 @@ def load_aec_points(weights: Path | None, device: str) -> list[AecPoint]:
     """Every rate point of the shipped (or given) model, lowest rate first."""
     from codec.api import Codec
 
-    codec = Codec.load(weights, device=device)
+    return aec_points_for(Codec.load(weights, device=device))
+
+
+def aec_points_for(codec: Any) -> list[AecPoint]:
+    """Every rate point of a loaded `codec.api.Codec`, lowest rate first."""
     config = codec.model.config
     return [AecPoint(codec, rp.index, rp.nominal_kbps, rp.measured_kbps)
             for rp in sorted(config.rate_points, key=lambda r: r.measured_kbps)]

@@ -42,6 +42,11 @@ class Row:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
+#: Fixed colour and marker per codec, so every plot reads the same way.
+CODEC_STYLES: dict[str, tuple[str, str]] = {
+    "aec": ("black", "s"), "opus": ("tab:green", "o"), "mp3": ("tab:orange", "v"),
+    "aac": ("tab:blue", "^"), "vorbis": ("tab:red", "D"),
+}
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,9 @@ def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
                                 and not math.isnan(g.means[metric.column]))
                 if points:
                     xs, ys = zip(*points)
-                    ax.plot(xs, ys, marker="o", linewidth=2.4 if codec == "aec" else 1.4,
-                            label=codec)
+                    color, marker = CODEC_STYLES.get(codec, (None, "o"))
+                    ax.plot(xs, ys, marker=marker, color=color, label=codec,
+                            linewidth=2.4 if codec == "aec" else 1.4)
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(FixedLocator([2, 4, 6, 8, 12, 16, 24, 32, 48, 64]))
             ax.xaxis.set_minor_locator(NullLocator())

@@ -158,3 +158,48 @@ def test_packet_payload_bytes_sums_packets(tmp_path: Path) -> None:
     sf.write(wav, _signal(1.0), RATE, subtype="PCM_16")
     # A WAV "packet" stream carries exactly the PCM bytes: 2 bytes per sample.
     assert packet_payload_bytes(wav) == 2 * RATE
+
+
+def test_rd_runs_aec_through_the_api(input_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """aec rows on a tiny untrained model: one row per rate point, payload from the stream."""
+    torch = pytest.importorskip("torch")
+    from conftest import make_tiny_model
+
+    from bench.neural import aec_points_for
+    from codec.api import Codec
+
+    codec = Codec(make_tiny_model(0), torch.device("cpu"))
+    monkeypatch.setattr(rd, "aec_points", lambda args, notes: aec_points_for(codec))
+    out = tmp_path / "out"
+    assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "aec",
+                    "--max-seconds", "1", "--no-perceptual"]) == 0
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(int(r["rate_point"]) for r in rows) == [0, 0, 1, 1]
+    for row in rows:
+        assert row["codec"] == "aec" and int(row["decoded_rate"]) == RATE
+        assert 0 < int(row["payload_bytes"]) < int(row["file_bytes"])
+        assert abs(int(row["lag_samples"])) <= RATE // 10
+
+
+def test_speed_bench_writes_table(input_dir: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.speed on a tiny model and the installed classic codecs: one row per setting."""
+    torch = pytest.importorskip("torch")
+    from conftest import make_tiny_model
+
+    from bench import speed
+    from codec import api
+
+    tiny = api.Codec(make_tiny_model(0), torch.device("cpu"))
+    monkeypatch.setattr(api.Codec, "load", staticmethod(lambda *a, **k: tiny))
+    out = tmp_path / "speed"
+    assert speed.main(["--input", str(input_dir), "--out", str(out), "--seconds", "5",
+                       "--codecs", "aec,opus", "--repeats", "1"]) == 0
+    with open(out / "speed.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    aec_rows = [r for r in rows if r["codec"] == "aec" and r["device"].startswith("cpu")]
+    assert len(aec_rows) == 2
+    assert all(float(r["audio_s"]) >= 5.0 and float(r["encode_x_rt"]) > 0 for r in rows)
+    assert "| aec |" in (out / "speed.md").read_text()
