@@ -61,6 +61,7 @@ __all__ = [
     "read_header",
     "resolve_device",
     "atomic_output",
+    "check_output",
     "DEFAULT_CHUNK_SECONDS",
 ]
 
@@ -175,7 +176,7 @@ def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO
         sys.stdout.buffer.flush()
         return
     path = Path(dst)
-    _check_target(path, overwrite)
+    check_output(path, overwrite)
     tmp = _make_temp(path)
     try:
         with open(tmp, "r+b") as fileobj:
@@ -190,7 +191,8 @@ def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO
         raise
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an output that exists (unless overwrite) or whose folder is missing."""
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
     if path.exists() and not overwrite:
@@ -418,7 +420,7 @@ class Codec:
                     progress: ProgressCallback | None = None) -> EncodeReport:
         """Encode an audio file ('-' = stdin) to an .aec file ('-' = stdout), streaming."""
         if str(dst) != "-":
-            _check_target(Path(dst), overwrite)
+            check_output(Path(dst), overwrite)
         with audio_io.AudioReader(src) as reader:
             info = reader.info
             source = AudioSource(info.sample_rate, info.channels, info.num_samples, reader.blocks)
@@ -436,7 +438,7 @@ class Codec:
         """
         kind, subtype = audio_io.output_format(dst, sample_format)
         if str(dst) != "-":
-            _check_target(Path(dst), overwrite)
+            check_output(Path(dst), overwrite)
         with _open_aec(src) as stream, atomic_output(dst, overwrite) as fileobj:
             sink = _WriterSink(fileobj, kind, subtype)
             try:

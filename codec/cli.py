@@ -97,6 +97,7 @@ def _add_info(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="FILE.aec", help=".aec file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(p, model=False, output=False)
     p.set_defaults(run=run_info)
 
 
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- helpers
 
 
+def _label(path: str, stdin: bool) -> str:
+    return path if path != "-" else ("<stdin>" if stdin else "<stdout>")
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     """Human-readable output goes to stderr, so stdout stays clean for data and JSON."""
     if not args.quiet:
@@ -155,6 +160,18 @@ def default_output(input_path: str, suffix: str) -> str:
 def _refuse_terminal(output: str) -> None:
     if output == "-" and sys.stdout.isatty():
         raise OutputError("refusing to write binary data to a terminal (use -o or redirect)")
+
+
+def _check_paths(args: argparse.Namespace, output: str | None) -> None:
+    """Fail fast, before the model loads: missing input (3), existing output (9)."""
+    from codec.api import check_output
+
+    if args.input != "-" and not os.path.exists(args.input):
+        raise InputError(f"{args.input}: no such file")
+    if output is not None:
+        _refuse_terminal(output)
+        if output != "-":
+            check_output(Path(output), args.force)
 
 
 def _load_codec(args: argparse.Namespace, need_encoder: bool = True) -> Codec:
@@ -266,8 +283,9 @@ def _format_speed(value: float | None) -> str:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    """`aec encode`: stream an audio file into an .aec file and report the real rate."""
     output = args.output or default_output(args.input, ".aec")
-    _refuse_terminal(output)
+    _check_paths(args, output)
     codec = _load_codec(args)
     progress = _progress(args, "encode", _input_seconds(args.input))
     try:
@@ -279,7 +297,8 @@ def run_encode(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data, to_stderr=output == "-")
     else:
-        _say(args, f"{args.input} -> {output}\n  audio:  {_format_audio(data)}\n"
+        _say(args, f"{_label(args.input, True)} -> {_label(output, False)}\n"
+                   f"  audio:  {_format_audio(data)}\n"
                    f"  rate:   point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
                    f"{_format_rate(data)}\n"
                    f"  speed:  {_format_speed(data['encode_realtime'])} on {data['device']}")
@@ -287,8 +306,12 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
+    """`aec decode`: stream an .aec file into wav/flac; --ignore-errors conceals damage."""
+    from codec.audio import output_format
+
     output = args.output or default_output(args.input, ".wav")
-    _refuse_terminal(output)
+    _check_paths(args, output)
+    output_format(output, args.sample_format)
     codec = _load_codec(args, need_encoder=False)
     progress = _progress(args, "decode", _stream_seconds(args.input))
     try:
@@ -302,7 +325,8 @@ def run_decode(args: argparse.Namespace) -> int:
         _print_json(data, to_stderr=output == "-")
     else:
         damaged = report.damaged_chunks
-        _say(args, f"{args.input} -> {output}\n  audio:  {_format_audio(data)}\n"
+        _say(args, f"{_label(args.input, True)} -> {_label(output, False)}\n"
+                   f"  audio:  {_format_audio(data)}\n"
                    f"  speed:  {_format_speed(data['decode_realtime'])} on {data['device']}"
                    + (f"\n  concealed damaged chunks: {list(damaged)}" if damaged else ""))
     return 0
@@ -345,6 +369,7 @@ def info_dict(data: bytes) -> dict[str, Any]:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    """`aec info`: header, sizes and rates, without loading a model (no torch)."""
     data, name = _read_aec_input(args.input)
     fields = info_dict(data)
     if args.json:
@@ -359,16 +384,14 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_roundtrip(args: argparse.Namespace) -> int:
+    """`aec roundtrip`: encode + decode in memory; rate, quality and speed vs the input."""
     from codec.api import ArraySink, array_source, atomic_output
     from codec.audio import AudioReader, output_format, write_audio
     from codec.metrics import mel_distance, si_sdr_db, snr_db
 
+    _check_paths(args, args.output)
     if args.output:
         kind, subtype = output_format(args.output)
-        _refuse_terminal(args.output)
-        if not args.force and args.output != "-" and os.path.exists(args.output):
-            from codec.errors import OutputExistsError
-            raise OutputExistsError(f"{args.output}: exists (use -f/--force to overwrite)")
     with AudioReader(args.input) as reader:
         original, sample_rate = reader.read_all(), reader.info.sample_rate
     codec = _load_codec(args)
@@ -412,12 +435,18 @@ def _db(value: float | None) -> str:
 
 
 def run_train(argv: Sequence[str]) -> int:
-    """Hand `aec train ...` to the training package, imported only when asked for."""
+    """Hand `aec train ...` to the training package, imported only when asked for.
+
+    The contract names `codec.train.main(argv)`; the package ships it as
+    `codec/train/__main__.py` (so `python -m codec.train` works), so take either.
+    """
+    import importlib
+
     import codec.train as train
 
-    entry: Any = train.main
-    if not callable(entry):                      # codec.train.main is a module
-        entry = entry.main
+    entry: Any = getattr(train, "main", None)
+    if entry is None or not callable(entry):
+        entry = importlib.import_module("codec.train.__main__").main
     result = entry(list(argv))
     return int(result or 0)
 
