@@ -156,8 +156,8 @@ class CdfTable:
     @cached_property
     def counts(self) -> list[NDArray[np.int64]]:
         """Per table, the integer count of each entry (escape last); sums to 2**precision."""
-        return [np.diff(self.cdf[t, : int(n) + 1].astype(np.int64))
-                for t, n in enumerate(self.length)]
+        wide = self.cdf.astype(np.int64)
+        return [wide[t, 1 : n + 1] - wide[t, :n] for t, n in enumerate(self.length.tolist())]
 
     @cached_property
     def _models(self) -> list[_Model]:
@@ -212,7 +212,8 @@ def _quantize_pmf(pmf: NDArray[np.float64], precision: int) -> NDArray[np.int64]
         raise WeightsError(f"pmf of {pmf.size} entries does not fit precision {precision}")
     escape = max(1.0 - float(pmf.sum()), 2.0**-precision)
     probs = np.append(pmf, escape)
-    counts = np.maximum(np.floor(probs / probs.sum() * total + 0.5).astype(np.int64), 1)
+    counts: NDArray[np.int64] = np.maximum(
+        np.floor(probs / probs.sum() * total + 0.5).astype(np.int64), 1)
     counts[int(np.argmax(counts))] += total - int(counts.sum())
     if counts.min() < 1:  # only when many floors of 1 overflow a tiny table
         raise WeightsError(f"pmf of {pmf.size} entries cannot be quantized at {precision}")

@@ -37,7 +37,9 @@ __all__ = [
     "MAX_METADATA_BYTES", "MAX_HEADER_BYTES", "MAX_CHUNK_BYTES", "MAX_CHUNK_SYMBOLS",
     "MAX_TRAILER_BYTES", "MIN_CHUNK_RECORD_BYTES",
     "MetadataBlock", "StreamHeader", "Chunk", "SeekIndex", "StreamWriter", "StreamReader",
-    "write_stream", "read_stream", "encode_varint", "crc32",
+    "write_stream", "read_stream", "encode_varint", "crc32", "pack_chunk",
+    # re-exported so callers can catch them as format.FormatError etc.
+    "FormatError", "TruncatedError", "LimitError", "ChecksumError", "UnsupportedVersionError",
 ]
 
 # --- spec §2: constants --------------------------------------------------------------
