@@ -196,7 +196,7 @@ def test_fuzzed_vectors_decode_or_raise_aec_error() -> None:
         slowest = max(slowest, elapsed)
         assert elapsed < MAX_CASE_S, f"case {seed} took {elapsed:.2f} s"
         if peak >= 0:
-            assert peak < 64 * size + 1 << 20, f"case {seed}: peak {peak} for {size} bytes"
+            assert peak < 64 * size + (1 << 20), f"case {seed}: peak {peak} for {size} bytes"
     assert sum(outcomes.values()) == NUM_CASES
     # both sides were exercised, and the damage checks all fired
     assert outcomes.get("decoded", 0) > 100
