@@ -596,6 +596,7 @@ class StreamReader:
         self.chunks_start = self._src.pos
         self._check_size_plausible()
         self._index: SeekIndex | None = None
+        self._offsets: tuple[int, ...] = ()
         self._index_loaded = False
 
     def _check_size_plausible(self) -> None:
@@ -655,7 +656,7 @@ class StreamReader:
         index = self.seek_index
         if index is None:
             return False
-        walk.pos = index.offsets(self.chunks_start)[k]
+        walk.pos = self._offsets[k]
         self._src.seek(walk.pos)
         walk.lost = False
         return True
@@ -690,6 +691,8 @@ class StreamReader:
             finally:
                 if self._src.seekable:
                     self._src.seek(here)
+            if self._index is not None:
+                self._offsets = self._index.offsets(self.chunks_start)
         return self._index
 
     def _load_index(self) -> SeekIndex | None:
@@ -717,9 +720,8 @@ class StreamReader:
         """Start of chunk k: from the seek index, else by walking the length fields."""
         if k == 0:
             return self.chunks_start
-        index = self.seek_index
-        if index is not None:
-            return index.offsets(self.chunks_start)[k]
+        if self.seek_index is not None:
+            return self._offsets[k]
         if not self._src.seekable:
             raise FormatError("starting past chunk 0 needs a seekable stream")
         self._src.seek(self.chunks_start)

@@ -84,7 +84,8 @@ def test_crc_and_varint_basics() -> None:
     assert encode_varint(0) == b"\x00"
     assert encode_varint(127) == b"\x7f"
     assert encode_varint(128) == b"\x80\x01"
-    assert encode_varint(441000) == bytes([0xA8, 0xF5, 0x1A])  # 441000 = 26 << 14 | 0x75 << 7 | 0x28
+    # 441000 = 26 << 14 | 0x75 << 7 | 0x28
+    assert encode_varint(441000) == bytes([0xA8, 0xF5, 0x1A])
 
 
 def test_header_bytes_follow_the_spec_table() -> None:
