@@ -60,7 +60,7 @@ MAX_HOP_LENGTH = 1 << 16
 MAX_LATENT_CHANNELS = 4096
 MAX_NUM_FRAMES = 1 << 32
 MAX_FRAMES_PER_CHUNK = 1 << 16
-MAX_NUM_CHUNKS = 1 << 24
+MAX_NUM_CHUNKS = 1 << 20
 MAX_ENCODER_DELAY = 1 << 24
 MAX_RATE_POINT = 255
 MAX_CODER_ID = 255
@@ -580,6 +580,7 @@ class _ChunkWalk:
     pos: int
     lost: bool = False
     sizes: list[int] = field(default_factory=list)
+    unreachable: FormatError | None = None  # shared by every chunk after a lost position
 
 
 class StreamReader:
@@ -632,9 +633,11 @@ class StreamReader:
     def _next_chunk(self, walk: _ChunkWalk, k: int, ignore_errors: bool) -> Chunk:
         frames = self.header.chunk_frames(k)
         if walk.lost and not self._resync(walk, k):
-            error = TruncatedError(f"chunk {k}: position unknown after an earlier damaged "
-                                   f"chunk", walk.pos)
-            return Chunk(k, frames, None, error)
+            if walk.unreachable is None:
+                walk.unreachable = TruncatedError(
+                    f"chunks {k}..{self.header.num_chunks - 1}: position unknown after damaged "
+                    f"chunk {k - 1} and no seek index", walk.pos)
+            return Chunk(k, frames, None, walk.unreachable)
         try:
             payload, size, crc_error = _read_chunk(self._src, k)
         except FormatError as exc:
