@@ -240,3 +240,11 @@ def test_ideal_bits_counts_each_symbol(tables: CdfTable) -> None:
     counts = tables.counts[2]
     expected = -3 * np.log2(counts[40] / 2**16)
     assert ideal_bits(symbols, index, tables) == pytest.approx(expected, rel=1e-12)
+
+
+def test_entropy_and_format_agree_on_shared_constants() -> None:
+    from codec import entropy, format
+
+    assert entropy.CODER_ID in format.KNOWN_CODER_IDS
+    assert entropy.MAX_CHUNK_SYMBOLS == format.MAX_CHUNK_SYMBOLS
+    assert entropy.MAX_TABLE_PRECISION == format.MAX_CDF_PRECISION

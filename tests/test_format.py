@@ -348,3 +348,27 @@ def test_byte_layer_does_not_import_torch() -> None:
     code = ("import sys, codec.format, codec.entropy; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_spec_limit_table_matches_the_code() -> None:
+    """spec/aec.md §8 is normative: its limit values are the module's constants."""
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parents[1] / "spec" / "aec.md").read_text()
+    rows = re.findall(r"^\| `(MAX_[A-Z_]+)` \| ([0-9^]+) \|", spec, flags=re.M)
+    assert len(rows) >= 18
+    for name, text in rows:
+        base, _, power = text.partition("^")
+        value = int(base) ** int(power) if power else int(base)
+        assert getattr(fmt, name) == value, name
+
+
+def test_spec_overhead_example_is_exact() -> None:
+    """spec §10: 144 bytes with an encoder block, 133 without, for 10 s at 6 kbps."""
+    for metadata, expected in (((MetadataBlock(fmt.META_ENCODER, b"aec 0.1.0"),), 144),
+                               ((), 133)):
+        header = make_header(metadata=metadata)
+        payloads = [b"\x01" * 1471] * 5  # 2-byte lengths, like real 6 kbps chunks
+        data = write_stream(header, payloads)
+        assert len(data) - sum(map(len, payloads)) == expected
