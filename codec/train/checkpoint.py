@@ -1,0 +1,104 @@
+"""Resumable checkpoints without pickle: safetensors for tensors, JSON for the rest.
+
+A checkpoint folder holds ``model.safetensors`` (weights), ``optimizer.safetensors``
+(Adam moments, keyed by parameter name) and ``state.json`` (step, Adam step,
+rate-control state, configs). Data order and noise are functions of the step,
+so nothing else is needed to resume exactly. `compact=True` stores the Adam
+moments in bf16 (weights stay fp32) for committing to the repo: resuming from it
+is then close to, not bit-identical with, the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from codec.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RateControl:
+    """Per rate point: log of the rate weight beta, and an EMA of the measured kbps."""
+
+    log_beta: tuple[float, ...]
+    ema_kbps: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything besides tensors that a resumed run needs."""
+
+    step: int
+    rate_control: RateControl
+    audio_seconds: float = 0.0       # audio seen by all processes so far
+    wall_seconds: float = 0.0        # training wall time so far
+
+
+def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: TrainState, config: TrainConfig, compact: bool = False) -> None:
+    """Write atomically: a temporary folder renamed over the old one."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(tmp / "model.safetensors"))
+    moments, adam_step = _adam_moments(model, optimizer, torch.bfloat16 if compact else None)
+    save_file(moments, str(tmp / "optimizer.safetensors"))
+    meta = {"state": asdict(state), "adam_step": adam_step, "compact": compact,
+            "train_config": json.loads(config.to_json())}
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _adam_moments(model: nn.Module, optimizer: torch.optim.Optimizer,
+                  dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], float]:
+    moments: dict[str, torch.Tensor] = {}
+    adam_step = 0.0
+    for name, param in model.named_parameters():
+        st = optimizer.state.get(param, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                t = st[key].detach().cpu()
+                moments[f"{name}.{key}"] = (t.to(dtype) if dtype else t).contiguous()
+        if "step" in st:
+            adam_step = float(st["step"])
+    return moments, adam_step
+
+
+def load_checkpoint(directory: Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None) -> tuple[TrainState, dict[str, Any]]:
+    """Restore weights (and optimizer moments); returns the state and the saved train config."""
+    meta = json.loads((directory / "state.json").read_text())
+    weights = load_file(str(directory / "model.safetensors"))
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        _restore_adam(model, optimizer, load_file(str(directory / "optimizer.safetensors")),
+                      meta["adam_step"])
+    st = meta["state"]
+    rc = RateControl(tuple(st["rate_control"]["log_beta"]), tuple(st["rate_control"]["ema_kbps"]))
+    state = TrainState(st["step"], rc, st["audio_seconds"], st["wall_seconds"])
+    return state, meta["train_config"]
+
+
+def _restore_adam(model: nn.Module, optimizer: torch.optim.Optimizer,
+                  moments: dict[str, torch.Tensor], adam_step: float) -> None:
+    for name, param in model.named_parameters():
+        if f"{name}.exp_avg" not in moments:
+            continue
+        optimizer.state[param] = {
+            "step": torch.tensor(adam_step),
+            "exp_avg": moments[f"{name}.exp_avg"].to(param.dtype).to(param.device).clone(),
+            "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(param.dtype).to(param.device).clone(),
+        }

@@ -1,0 +1,234 @@
+"""The training loop: rate + beta_r * ... per rate point, with rate control, DDP and resume.
+
+Every step spreads the batch over the rate points (item b uses rate point
+b mod R). Per rate point r the loss is D_r + beta_r * R_r (R_r in kbps). beta_r
+is steered towards the rate point's nominal kbps: log beta_r grows while the
+measured rate is above target and shrinks below it (dual ascent on a rate
+constraint), so the rate points land near 3/6/12/24 kbps without hand-tuned
+lambdas. The prior also gets an unweighted rate term on the detached latent,
+so it fits the latent quickly whatever beta is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from codec.train.checkpoint import RateControl, TrainState, load_checkpoint, save_checkpoint
+from codec.train.config import TrainConfig
+from codec.train.data import CropSampler, scan_clips
+from codec.train.losses import DistortionLoss
+from codec.train.network import TrainableCodec
+
+CHECKPOINT_DIR = "checkpoint"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the (possibly single-process) job."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the torchrun job if WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                rank=rank, world_size=world)
+    return Dist(rank, world, dev)
+
+
+def make_optimizer(model: TrainableCodec, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; the prior and the rate gains get the higher `lr_rate`."""
+    fast = list(model.prior.parameters()) + list(model.quantizer.parameters())
+    fast_ids = {id(p) for p in fast}
+    slow = [p for p in model.parameters() if id(p) not in fast_ids]
+    return torch.optim.AdamW([
+        {"params": slow, "lr": cfg.lr, "base_lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"params": fast, "lr": cfg.lr_rate, "base_lr": cfg.lr_rate, "weight_decay": 0.0},
+    ], betas=(0.9, 0.99))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    """Linear warm-up, then constant (a run may be continued indefinitely)."""
+    scale = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * scale
+
+
+def initial_rate_control(cfg: TrainConfig) -> RateControl:
+    n = len(cfg.model.rate_points)
+    return RateControl((math.log(cfg.beta_init),) * n,
+                       tuple(rp.nominal_kbps for rp in cfg.model.rate_points))
+
+
+def update_rate_control(rc: RateControl, kbps: list[float], cfg: TrainConfig) -> RateControl:
+    """One dual-ascent step on log beta per rate point, from the EMA of measured kbps."""
+    targets = [rp.nominal_kbps for rp in cfg.model.rate_points]
+    ema = [0.9 * e + 0.1 * k for e, k in zip(rc.ema_kbps, kbps, strict=True)]
+    lo, hi = math.log(cfg.beta_min), math.log(cfg.beta_max)
+    log_beta = [min(hi, max(lo, b + cfg.beta_step * max(-1.0, min(1.0, e / t - 1.0))))
+                for b, e, t in zip(rc.log_beta, ema, targets, strict=True)]
+    return RateControl(tuple(log_beta), tuple(ema))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Scalars of one step (already averaged over processes)."""
+
+    loss: float
+    distortion: float
+    wave_db: float
+    mel: float
+    kbps: list[float]
+
+
+class Trainer:
+    """Owns model, optimizer, data and state of one process of a run."""
+
+    def __init__(self, cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, dist_: Dist,
+                 resume: bool) -> None:
+        self.cfg, self.out_dir, self.dist = cfg, out_dir, dist_
+        torch.manual_seed(cfg.seed)                     # same initial weights on every rank
+        self.model = TrainableCodec(cfg.model).to(dist_.device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.state = TrainState(0, initial_rate_control(cfg))
+        ckpt = out_dir / CHECKPOINT_DIR
+        if resume and (ckpt / "state.json").exists():
+            self.state, _ = load_checkpoint(ckpt, self.model, self.optimizer)
+        self.net: nn.Module = self.model
+        if dist_.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        self.loss_fn = DistortionLoss(cfg.model.model_rate, cfg.fft_sizes, cfg.stft_weight,
+                                      cfg.mel_weight, cfg.wave_weight).to(dist_.device)
+        crop = int(round(cfg.crop_seconds * cfg.model.model_rate / cfg.model.hop_length))
+        self.crop_samples = crop * cfg.model.hop_length
+        clips = scan_clips(data_dirs, "train", cfg.model.model_rate)
+        self.sampler = CropSampler(clips, self.crop_samples, cfg.seed, dist_.rank,
+                                   cfg.kind_weights, cfg.silence_dbfs, cfg.cache_mb)
+
+    def step(self) -> StepResult:
+        """One optimizer step at self.state.step."""
+        cfg, step = self.cfg, self.state.step
+        num_rates = len(cfg.model.rate_points)
+        x = self.sampler.batch(step, cfg.batch_size).to(self.dist.device)
+        rates = torch.arange(cfg.batch_size, device=x.device) % num_rates
+        gen = torch.Generator(device=x.device).manual_seed(
+            (cfg.seed * 1_000_003 + step) * 1009 + self.dist.rank)
+        out = self.net(x, rates, gen, cfg.bf16)
+        seconds = self.crop_samples / cfg.model.model_rate
+        betas = [math.exp(b) for b in self.state.rate_control.log_beta]
+        loss = out.prior_bits / out.bits.numel() / 1000.0
+        dist_sum = x.new_zeros(())
+        stats = torch.zeros(3 + num_rates, device=x.device)
+        for r in range(num_rates):
+            idx = rates == r
+            if not bool(idx.any()):
+                continue
+            terms = self.loss_fn(x[idx], out.x_hat[idx])
+            kbps = out.bits[idx].mean() / seconds / 1000.0
+            loss = loss + terms.total + betas[r] * kbps
+            dist_sum = dist_sum + terms.total
+            stats[0] += terms.wave.detach() * 10 / num_rates
+            stats[1] += terms.mel.detach() / num_rates
+            stats[3 + r] = kbps.detach()
+        stats[2] = dist_sum.detach() / num_rates
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        set_learning_rate(self.optimizer, step, cfg)
+        self.optimizer.step()
+        stats = self._all_mean(torch.cat([loss.detach().view(1), stats]))
+        return StepResult(float(stats[0]), float(stats[3]), float(stats[1]), float(stats[2]),
+                          [float(v) for v in stats[4:]])
+
+    def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.dist.world > 1:
+            dist.all_reduce(t)
+            t = t / self.dist.world
+        return t.cpu()
+
+    def advance(self, result: StepResult, wall_s: float) -> None:
+        """Move the step counter and the rate control forward (identical on all ranks)."""
+        rc = update_rate_control(self.state.rate_control, result.kbps, self.cfg)
+        audio = self.cfg.batch_size * self.dist.world * self.crop_samples / self.cfg.model.model_rate
+        self.state = TrainState(self.state.step + 1, rc, self.state.audio_seconds + audio,
+                                self.state.wall_seconds + wall_s)
+
+    def save(self) -> None:
+        if self.dist.main:
+            save_checkpoint(self.out_dir / CHECKPOINT_DIR, self.model, self.optimizer,
+                            self.state, self.cfg)
+
+
+def log_record(state: TrainState, result: StepResult, audio_per_s: float,
+               lr: float) -> dict[str, object]:
+    """One JSONL line: losses, bits/s per rate point, rate weights, speed."""
+    return {"step": state.step, "wall_s": round(state.wall_seconds, 1),
+            "audio_s": round(state.audio_seconds, 1), "loss": round(result.loss, 5),
+            "distortion": round(result.distortion, 5), "snr_db": round(-result.wave_db, 3),
+            "mel": round(result.mel, 4), "kbps": [round(k, 3) for k in result.kbps],
+            "beta": [round(math.exp(b), 5) for b in state.rate_control.log_beta],
+            "lr": lr, "audio_x_realtime": round(audio_per_s, 2), "time": time.time()}
+
+
+def train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, *, resume: bool = False,
+          device: str = "cpu", progress: bool = True) -> TrainState:
+    """Run (or continue) training until cfg.steps; checkpoints into out_dir/checkpoint."""
+    dist_ = setup_distributed(device)
+    if dist_.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "train_config.json").write_text(cfg.to_json())
+    trainer = Trainer(cfg, data_dirs, out_dir, dist_, resume)
+    bar = tqdm(total=cfg.steps, initial=trainer.state.step, disable=not (progress and dist_.main),
+               mininterval=10.0, dynamic_ncols=True)
+    last_save = time.monotonic()
+    log = (out_dir / LOG_FILE).open("a") if dist_.main else None
+    while trainer.state.step < cfg.steps:
+        t0 = time.monotonic()
+        result = trainer.step()
+        wall = time.monotonic() - t0
+        trainer.advance(result, wall)
+        bar.update(1)
+        if trainer.state.step % cfg.log_every == 0 and log is not None:
+            speed = cfg.batch_size * dist_.world * cfg.crop_seconds / max(wall, 1e-9)
+            rec = log_record(trainer.state, result, speed, trainer.optimizer.param_groups[0]["lr"])
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{result.loss:.3f}", snr=f"{-result.wave_db:.1f}",
+                            kbps="/".join(f"{k:.1f}" for k in result.kbps))
+        if _due(trainer.state.step, last_save, cfg) or trainer.state.step == cfg.steps:
+            trainer.save()
+            last_save = time.monotonic()
+    bar.close()
+    if log is not None:
+        log.close()
+    return trainer.state
+
+
+def _due(step: int, last_save: float, cfg: TrainConfig) -> bool:
+    if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+        return True
+    return time.monotonic() - last_save >= cfg.checkpoint_every_s
