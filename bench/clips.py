@@ -27,11 +27,25 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".a
 
 @dataclass(frozen=True)
 class ClipSource:
-    """One input file with its content kind and source package (folder name)."""
+    """Input file(s) of one clip with its content kind and source package (folder name).
 
-    path: Path
+    Usually one file; short files of one package are joined into one clip (see
+    `join_short`), so that every clip is long enough for fair container overhead
+    and for the perceptual metrics.
+    """
+
+    paths: tuple[Path, ...]
     kind: str
     package: str
+
+    @property
+    def path(self) -> Path:
+        return self.paths[0]
+
+    @property
+    def name(self) -> str:
+        extra = f"+{len(self.paths) - 1}" if len(self.paths) > 1 else ""
+        return f"{self.kind}__{self.package}__{self.path.stem}{extra}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ def sources_from_paths(paths: Iterable[Path]) -> list[ClipSource]:
             files.append(path)
         else:
             raise FileNotFoundError(f"no such input: {path}")
-    return [ClipSource(p, kind_of(p), p.parent.name) for p in sorted(set(files))]
+    return [ClipSource((p,), kind_of(p), p.parent.name) for p in sorted(set(files))]
 
 
 def _manifest_clips(corpus_dir: Path, split: str) -> list[Path]:
@@ -92,15 +106,58 @@ def sources_from_corpus(corpus_dir: Path, split: str) -> list[ClipSource]:
         paths = _manifest_clips(corpus_dir, split)
     else:
         paths = list(list_clips(corpus_dir, split))
-    return [ClipSource(Path(p), kind_of(Path(p)), Path(p).parent.name) for p in sorted(paths)]
+    return [ClipSource((Path(p),), kind_of(Path(p)), Path(p).parent.name)
+            for p in sorted(paths)]
+
+
+def join_short(sources: Sequence[ClipSource], min_seconds: float) -> list[ClipSource]:
+    """Join consecutive files of one kind and package until each clip lasts >= min_seconds.
+
+    The held-out speech is mostly 1-3 s files (letters, syllables); coded one by
+    one, container headers would dominate the rate and ViSQOL/PESQ would see too
+    little speech. A trailing remainder shorter than min_seconds is dropped.
+    """
+    joined: list[ClipSource] = []
+    pending: list[Path] = []
+    pending_s = 0.0
+    for index, source in enumerate(sources):
+        pending += source.paths
+        pending_s += sum(sf.info(str(p)).duration for p in source.paths)
+        following = sources[index + 1] if index + 1 < len(sources) else None
+        same_group = following is not None and (following.kind, following.package) == (
+            source.kind, source.package)
+        if pending_s >= min_seconds:
+            joined.append(ClipSource(tuple(pending), source.kind, source.package))
+        if pending_s >= min_seconds or not same_group:
+            pending, pending_s = [], 0.0
+    return joined
+
+
+def _quotas(sizes: Sequence[int], budget: int) -> list[int]:
+    """Share `budget` picks round-robin over groups of the given sizes."""
+    quotas = [0] * len(sizes)
+    while budget > 0 and any(q < n for q, n in zip(quotas, sizes)):
+        for i, size in enumerate(sizes):
+            if budget > 0 and quotas[i] < size:
+                quotas[i] += 1
+                budget -= 1
+    return quotas
+
+
+def _spread(items: Sequence[ClipSource], count: int) -> list[ClipSource]:
+    """`count` items evenly spaced over the sorted list (first and last included)."""
+    if count >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
 
 
 def pick_per_kind(sources: Sequence[ClipSource], max_per_kind: int | None
                   ) -> list[ClipSource]:
-    """Up to `max_per_kind` sources per kind, round-robin over packages.
+    """Up to `max_per_kind` sources per kind: shared round-robin over packages, and
+    evenly spaced within a package.
 
-    Round-robin spreads a small budget over as many source packages as possible
-    instead of taking the first package's clips; it is deterministic.
+    This spreads a small budget over as many packages (and, in a package, as many
+    speakers or languages, which sort together) as possible; it is deterministic.
     """
     if max_per_kind is None:
         return list(sources)
@@ -109,29 +166,37 @@ def pick_per_kind(sources: Sequence[ClipSource], max_per_kind: int | None
         by_kind[source.kind][source.package].append(source)
     picked: list[ClipSource] = []
     for kind in sorted(by_kind):
-        queues = [list(v) for _, v in sorted(by_kind[kind].items())]
-        taken = 0
-        while taken < max_per_kind and any(queues):
-            for queue in queues:
-                if queue and taken < max_per_kind:
-                    picked.append(queue.pop(0))
-                    taken += 1
+        groups = [group for _, group in sorted(by_kind[kind].items())]
+        quotas = _quotas([len(g) for g in groups], max_per_kind)
+        for group, quota in zip(groups, quotas):
+            picked += _spread(group, quota)
     return picked
 
 
-def read_mono(path: Path, max_seconds: float | None = None
+def read_mono(paths: Sequence[Path], max_seconds: float | None = None
               ) -> tuple[NDArray[np.float32], int]:
-    """Read audio as float32 mono `[samples]`, keeping at most `max_seconds`."""
-    info = sf.info(str(path))
-    frames = -1 if max_seconds is None else int(round(max_seconds * info.samplerate))
-    audio, sample_rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    return audio.mean(axis=1).astype(np.float32), int(sample_rate)
+    """Read and concatenate files as float32 mono `[samples]`, keeping <= `max_seconds`.
+
+    Files at another rate than the first are skipped (joined files share a package,
+    so in practice they share a rate).
+    """
+    sample_rate = sf.info(str(paths[0])).samplerate
+    limit = None if max_seconds is None else int(round(max_seconds * sample_rate))
+    parts, total = [], 0
+    for path in paths:
+        if sf.info(str(path)).samplerate != sample_rate or (limit is not None and total >= limit):
+            continue
+        frames = -1 if limit is None else limit - total
+        audio, _ = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+        parts.append(audio.mean(axis=1))
+        total += audio.shape[0]
+    return np.concatenate(parts).astype(np.float32), int(sample_rate)
 
 
 def prepare_clip(source: ClipSource, workdir: Path, max_seconds: float | None) -> Clip:
     """Write the reference WAV (16-bit PCM) and read it back as the reference."""
-    audio, sample_rate = read_mono(source.path, max_seconds)
-    name = f"{source.kind}__{source.package}__{source.path.stem}"
+    audio, sample_rate = read_mono(source.paths, max_seconds)
+    name = source.name
     wav_path = workdir / f"{name}.wav"
     sf.write(str(wav_path), audio, sample_rate, subtype="PCM_16")
     reference, _ = sf.read(str(wav_path), dtype="float32")

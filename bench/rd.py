@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-clips-per-kind", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="keep the first S seconds of each clip (default 10)")
+    parser.add_argument("--min-seconds", type=float, default=5.0,
+                        help="join consecutive shorter files of one package into clips of "
+                             "at least S seconds (default 5; 0 = code every file alone)")
     parser.add_argument("--codecs", default=",".join(ALL_CODECS),
                         help=f"comma list from {','.join(ALL_CODECS)}")
     parser.add_argument("--weights", type=Path, default=None,
@@ -79,6 +82,8 @@ def select_sources(args: argparse.Namespace) -> list[clip_sources.ClipSource]:
         sources = clip_sources.sources_from_corpus(args.corpus, args.split)
     else:
         sources = clip_sources.sources_from_paths(args.input)
+    if args.min_seconds > 0:
+        sources = clip_sources.join_short(sources, args.min_seconds)
     return clip_sources.pick_per_kind(sources, args.max_clips_per_kind)
 
 
@@ -117,7 +122,7 @@ def make_row(clip: Clip, point: CodecPoint, coded: Coded, meters: PerceptualMete
     scores = score(clip.audio, aligned, clip.sample_rate, clip.kind, meters)
     duration = clip.duration_s
     row = Row(
-        clip=clip.name, kind=clip.kind, package=clip.package, seconds=round(duration, 4),
+        clip=clip.name, kind=clip.kind, package=clip.package, seconds=duration,
         codec=point.codec_name, nominal_kbps=point.nominal_kbps, rate_point=point.rate_point,
         file_bytes=coded.file_bytes, payload_bytes=coded.payload_bytes,
         kbps_file=bitrate_kbps(coded.file_bytes, clip.num_samples, clip.sample_rate),

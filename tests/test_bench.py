@@ -20,7 +20,7 @@ import soundfile as sf
 from bench import rd
 from bench.align import align, apply_lag, find_lag
 from bench.classic import CLASSIC_CODECS, packet_payload_bytes
-from bench.clips import ClipSource, pick_per_kind, prepare_clip
+from bench.clips import ClipSource, join_short, pick_per_kind, prepare_clip, sources_from_paths
 from bench.coding import Coded
 from bench.report import COLUMNS
 
@@ -61,11 +61,23 @@ def test_apply_lag_pads_and_cuts() -> None:
 
 
 def test_pick_per_kind_round_robins_packages() -> None:
-    sources = [ClipSource(Path(f"/c/{k}/{p}/{i}.wav"), k, p)
-               for k in ("speech", "music") for p in ("a", "b") for i in range(3)]
+    sources = [ClipSource((Path(f"/c/{k}/{p}/{i}.wav"),), k, p)
+               for k in ("speech", "music") for p in ("a", "b") for i in range(5)]
     picked = pick_per_kind(sources, 3)
-    assert [s.package for s in picked if s.kind == "speech"] == ["a", "b", "a"]
+    speech = [(s.package, s.path.stem) for s in picked if s.kind == "speech"]
+    assert speech == [("a", "0"), ("a", "4"), ("b", "0")]   # spread within, shared across
     assert len(picked) == 6
+
+
+def test_join_short_makes_clips_of_min_length(tmp_path: Path) -> None:
+    folder = tmp_path / "speech" / "pkg"
+    folder.mkdir(parents=True)
+    for i, seconds in enumerate([1.0, 1.5, 3.0, 6.0, 0.5]):
+        sf.write(folder / f"{i}.wav", _signal(seconds), RATE, subtype="PCM_16")
+    joined = join_short(sources_from_paths([tmp_path]), 2.0)
+    assert [[p.stem for p in s.paths] for s in joined] == [["0", "1"], ["2"], ["3"]]
+    clip = prepare_clip(joined[0], tmp_path, None)
+    assert clip.num_samples == int(2.5 * RATE) and clip.name.endswith("0+1")
 
 
 class DelayNoiseCodec:
@@ -104,7 +116,7 @@ def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
                         lambda names, notes: [DelayNoiseCodec(), *real_points(names, notes)])
     out = tmp_path / "out"
     assert rd.main(["--input", str(input_dir), "--out", str(out), "--max-seconds", "2",
-                    "--codecs", "opus,mp3,aac,vorbis", "--no-perceptual"]) == 0
+                    "--min-seconds", "0", "--codecs", "opus,mp3,aac,vorbis", "--no-perceptual"]) == 0
 
     with open(out / "results.csv", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -133,7 +145,7 @@ def test_missing_tools_are_skipped_not_fatal(input_dir: Path, tmp_path: Path,
     monkeypatch.setattr(shutil, "which", lambda name: None)
     out = tmp_path / "out"
     assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "opus,mp3",
-                    "--no-perceptual"]) == 0
+                    "--min-seconds", "0", "--no-perceptual"]) == 0
     summary = (out / "summary.md").read_text()
     assert "opus skipped" in summary and "mp3 skipped" in summary
 
@@ -141,7 +153,7 @@ def test_missing_tools_are_skipped_not_fatal(input_dir: Path, tmp_path: Path,
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                     reason="ffmpeg not installed (bench/setup.sh)")
 def test_payload_bytes_from_packets(tmp_path: Path) -> None:
-    source = ClipSource(tmp_path / "x.wav", "other", "p")
+    source = ClipSource((tmp_path / "x.wav",), "other", "p")
     sf.write(source.path, _signal(2.0), RATE, subtype="PCM_16")
     clip = prepare_clip(source, tmp_path, None)
     aac = next(c for c in CLASSIC_CODECS if c.name == "aac")
@@ -173,7 +185,8 @@ def test_rd_runs_aec_through_the_api(input_dir: Path, tmp_path: Path,
     monkeypatch.setattr(rd, "aec_points", lambda args, notes: aec_points_for(codec))
     out = tmp_path / "out"
     assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "aec",
-                    "--max-seconds", "1", "--no-perceptual"]) == 0
+                    "--max-seconds", "1", "--min-seconds", "0",
+                    "--no-perceptual"]) == 0
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(int(r["rate_point"]) for r in rows) == [0, 0, 1, 1]
