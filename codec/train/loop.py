@@ -85,7 +85,11 @@ def initial_rate_control(cfg: TrainConfig) -> RateControl:
 
 
 def update_rate_control(rc: RateControl, kbps: list[float], cfg: TrainConfig) -> RateControl:
-    """One dual-ascent step on log beta per rate point, from the EMA of measured kbps."""
+    """One dual-ascent step on log beta per rate point, from the EMA of the coded kbps.
+
+    The coded rate (rounded symbols under the prior) is what files will cost; the
+    noisy relaxation overestimates it when most symbols are near zero.
+    """
     targets = [rp.nominal_kbps for rp in cfg.model.rate_points]
     ema = [0.9 * e + 0.1 * k for e, k in zip(rc.ema_kbps, kbps, strict=True)]
     lo, hi = math.log(cfg.beta_min), math.log(cfg.beta_max)
@@ -102,7 +106,8 @@ class StepResult:
     distortion: float
     wave_db: float
     mel: float
-    kbps: list[float]
+    kbps: list[float]           # noisy-relaxation estimate (what the loss sees)
+    coded_kbps: list[float]     # rounded symbols under the prior (what the coder spends)
 
 
 class Trainer:
@@ -142,7 +147,7 @@ class Trainer:
         betas = [math.exp(b) for b in self.state.rate_control.log_beta]
         loss = out.prior_bits / out.bits.numel() / 1000.0
         dist_sum = x.new_zeros(())
-        stats = torch.zeros(3 + num_rates, device=x.device)
+        stats = torch.zeros(3 + 2 * num_rates, device=x.device)
         for r in range(num_rates):
             idx = rates == r
             if not bool(idx.any()):
@@ -154,6 +159,7 @@ class Trainer:
             stats[0] += terms.wave.detach() * 10 / num_rates
             stats[1] += terms.mel.detach() / num_rates
             stats[3 + r] = kbps.detach()
+            stats[3 + num_rates + r] = out.coded_bits[idx].mean() / seconds / 1000.0
         stats[2] = dist_sum.detach() / num_rates
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -161,8 +167,9 @@ class Trainer:
         set_learning_rate(self.optimizer, step, cfg)
         self.optimizer.step()
         stats = self._all_mean(torch.cat([loss.detach().view(1), stats]))
-        return StepResult(float(stats[0]), float(stats[3]), float(stats[1]), float(stats[2]),
-                          [float(v) for v in stats[4:]])
+        values = [float(v) for v in stats]
+        return StepResult(values[0], values[3], values[1], values[2],
+                          values[4:4 + num_rates], values[4 + num_rates:])
 
     def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
         if self.dist.world > 1:
@@ -172,7 +179,7 @@ class Trainer:
 
     def advance(self, result: StepResult, wall_s: float) -> None:
         """Move the step counter and the rate control forward (identical on all ranks)."""
-        rc = update_rate_control(self.state.rate_control, result.kbps, self.cfg)
+        rc = update_rate_control(self.state.rate_control, result.coded_kbps, self.cfg)
         audio = self.cfg.batch_size * self.dist.world * self.crop_samples / self.cfg.model.model_rate
         self.state = TrainState(self.state.step + 1, rc, self.state.audio_seconds + audio,
                                 self.state.wall_seconds + wall_s)
@@ -190,6 +197,7 @@ def log_record(state: TrainState, result: StepResult, audio_per_s: float,
             "audio_s": round(state.audio_seconds, 1), "loss": round(result.loss, 5),
             "distortion": round(result.distortion, 5), "snr_db": round(-result.wave_db, 3),
             "mel": round(result.mel, 4), "kbps": [round(k, 3) for k in result.kbps],
+            "coded_kbps": [round(k, 3) for k in result.coded_kbps],
             "beta": [round(math.exp(b), 5) for b in state.rate_control.log_beta],
             "lr": lr, "audio_x_realtime": round(audio_per_s, 2), "time": time.time()}
 
@@ -218,7 +226,7 @@ def train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, *, resume: boo
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{result.loss:.3f}", snr=f"{-result.wave_db:.1f}",
-                            kbps="/".join(f"{k:.1f}" for k in result.kbps))
+                            kbps="/".join(f"{k:.1f}" for k in result.coded_kbps))
         if _due(trainer.state.step, last_save, cfg) or trainer.state.step == cfg.steps:
             trainer.save()
             last_save = time.monotonic()

@@ -25,6 +25,7 @@ class CodecOutput:
     x_hat: Tensor          # [B, 1, T]
     bits: Tensor           # [B] estimated bits per item (differentiable w.r.t. the encoder)
     prior_bits: Tensor     # scalar: bits on the detached latent (trains only the prior)
+    coded_bits: Tensor     # [B] bits of the rounded symbols (what the coder will spend), no grad
 
 
 class TrainableCodec(nn.Module):
@@ -43,13 +44,18 @@ class TrainableCodec(nn.Module):
         z_noisy, y_hat = self.quantizer.train_forward(y.float(), rates, generator)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             x_hat = self.decoder(y_hat)
+        with torch.no_grad():
+            z_rounded = torch.round(self.quantizer.scale(y.float(), rates))
         bits = torch.zeros(x.shape[0], device=x.device)
+        coded = torch.zeros(x.shape[0], device=x.device)
         prior_bits = x.new_zeros(())
         for r in torch.unique(rates).tolist():
             idx = torch.nonzero(rates == r).squeeze(1)
             bits = bits.index_add(0, idx, self._item_bits(z_noisy[idx], r))
             prior_bits = prior_bits + self._item_bits(z_noisy[idx].detach(), r).sum()
-        return CodecOutput(x_hat.float(), bits, prior_bits)
+            with torch.no_grad():
+                coded = coded.index_add(0, idx, self._item_bits(z_rounded[idx], r))
+        return CodecOutput(x_hat.float(), bits, prior_bits, coded)
 
     def _item_bits(self, z: Tensor, rate_point: int) -> Tensor:
         """z [n, C, F] at one rate point -> bits per item [n]."""
