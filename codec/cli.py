@@ -45,6 +45,17 @@ DEFAULT_KBPS = 6.0
 # ---------------------------------------------------------------- parser
 
 
+def _kbps(text: str) -> float:
+    """argparse type for --kbps: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
                 output: bool = True) -> None:
     """Options shared by the subcommands that load a model or write a file."""
@@ -67,7 +78,7 @@ def _add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
     p.add_argument("-o", "--output", metavar="OUT.aec",
                    help="output (default: IN with .aec; stdout if IN is -)")
-    p.add_argument("--kbps", type=float, default=DEFAULT_KBPS,
+    p.add_argument("--kbps", type=_kbps, default=DEFAULT_KBPS,
                    help=f"target rate; picks the highest rate point not above it "
                         f"(default: {DEFAULT_KBPS:g})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -107,7 +118,7 @@ def _add_roundtrip(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                                    "SNR, SI-SDR and mel distance against IN, and speed.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
-    p.add_argument("--kbps", type=float, default=DEFAULT_KBPS,
+    p.add_argument("--kbps", type=_kbps, default=DEFAULT_KBPS,
                    help=f"target rate (default: {DEFAULT_KBPS:g})")
     p.add_argument("-o", "--output", metavar="DECODED.wav", help="also write the decoded audio")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
