@@ -154,3 +154,21 @@ def _untrained() -> dict[str, np.ndarray]:
     torch.manual_seed(0)
     model = TrainableCodec(tiny_config().model)
     return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+
+
+def test_cli_continues_from_a_compact_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    """`python -m codec.train --init-from checkpoints/X` picks up step, weights, config."""
+    from codec.train.__main__ import main
+    from codec.train.checkpoint import compact_copy
+
+    train(tiny_config(steps=2), [corpus], tmp_path / "a", progress=False)
+    compact_copy(tmp_path / "a" / "checkpoint", tmp_path / "compact")
+    from safetensors.torch import load_file as load_tensors
+
+    moments = load_tensors(str(tmp_path / "compact" / "optimizer.safetensors"))
+    assert moments and all(v.dtype == torch.bfloat16 for v in moments.values())
+    rc = main(["--data", str(corpus), "--out", str(tmp_path / "b"), "--init-from",
+               str(tmp_path / "compact"), "--steps", "3", "--no-progress"])
+    assert rc == 0
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == 3 and state["train_config"]["model"]["name"] == "tiny"

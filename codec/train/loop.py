@@ -210,6 +210,8 @@ def train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, *, resume: boo
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(cfg.to_json())
     trainer = Trainer(cfg, data_dirs, out_dir, dist_, resume)
+    if dist_.main:
+        prune_log(out_dir / LOG_FILE, trainer.state.step)
     bar = tqdm(total=cfg.steps, initial=trainer.state.step, disable=not (progress and dist_.main),
                mininterval=10.0, dynamic_ncols=True)
     last_save = time.monotonic()
@@ -234,6 +236,16 @@ def train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, *, resume: boo
     if log is not None:
         log.close()
     return trainer.state
+
+
+def prune_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint's step (written by a run that was cut off)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _due(step: int, last_save: float, cfg: TrainConfig) -> bool:
