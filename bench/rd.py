@@ -184,7 +184,8 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
     sources = select_sources(args)
     if not sources:
         raise SystemExit("bench: no input clips found")
-    meters = PerceptualMeters(*([not args.no_perceptual] * 3))
+    perceptual = not args.no_perceptual
+    meters = PerceptualMeters(use_visqol=perceptual, use_pesq=perceptual, use_stoi=perceptual)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="aec-bench-") as tmp:

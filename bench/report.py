@@ -96,6 +96,7 @@ class Group:
     kind: str
     codec: str
     nominal_kbps: float
+    rate_point: int
     clips: int
     means: dict[str, float]
 
@@ -114,16 +115,16 @@ def summarise(rows: Sequence[Row]) -> list[Group]:
     Rates are duration-weighted (total bytes / total duration); quality metrics
     are plain means over clips, NaN entries (metric not applicable) left out.
     """
-    groups: dict[tuple[str, str, float], list[Row]] = defaultdict(list)
+    groups: dict[tuple[str, str, float, int], list[Row]] = defaultdict(list)
     for row in rows:
         for kind in (row.kind, "all"):
-            groups[(kind, row.codec, row.nominal_kbps)].append(row)
+            groups[(kind, row.codec, row.nominal_kbps, row.rate_point)].append(row)
     result = []
-    for (kind, codec, nominal), members in groups.items():
+    for (kind, codec, nominal, rate_point), members in groups.items():
         means = {c: _nanmean([float(getattr(r, c)) for r in members]) for c in SUMMARY_COLUMNS}
         for column in ("kbps_file", "kbps_payload"):
             means[column] = _duration_weighted(members, column)
-        result.append(Group(kind, codec, nominal, len(members), means))
+        result.append(Group(kind, codec, nominal, rate_point, len(members), means))
     kind_order = {k: i for i, k in enumerate(("speech", "music", "sfx", "other", "all"))}
     result.sort(key=lambda g: (kind_order.get(g.kind, 9), g.kind, g.codec != "aec", g.codec,
                                g.means["kbps_file"]))
@@ -136,12 +137,14 @@ def _cell(value: float, digits: int = 2) -> str:
 
 def summary_table(groups: Sequence[Group]) -> str:
     """A markdown table of the group means."""
-    head = ("| kind | codec | nominal kbps | clips | kbps file | kbps payload | SNR dB | "
+    head = ("| kind | codec | setting | clips | kbps file | kbps payload | SNR dB | "
             "SI-SDR dB | mel dist | ViSQOL | PESQ-WB | STOI | lag ms |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for g in groups:
         m = g.means
-        cells = [g.kind, g.codec, f"{g.nominal_kbps:g}", str(g.clips),
+        setting = (f"rp{g.rate_point} ({g.nominal_kbps:g}k nominal)" if g.codec == "aec"
+                   else f"{g.nominal_kbps:g}k")
+        cells = [g.kind, g.codec, setting, str(g.clips),
                  _cell(m["kbps_file"]), _cell(m["kbps_payload"]), _cell(m["snr_db"]),
                  _cell(m["si_sdr_db"]), _cell(m["mel_distance"], 3), _cell(m["visqol"]),
                  _cell(m["pesq_wb"]), _cell(m["stoi"], 3), _cell(m["lag_ms"], 1)]
@@ -149,12 +152,20 @@ def summary_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines)
 
 
-def _nearest_nominal(groups: Sequence[Group], kind: str, codec: str, kbps: float
-                     ) -> Group | None:
-    """The group of `codec` whose nominal rate is nearest `kbps` (within a factor 1.5)."""
+def _nearest(groups: Sequence[Group], kind: str, codec: str, kbps: float) -> Group | None:
+    """The group of `codec` nearest `kbps` (within a factor 1.5).
+
+    Classic codecs are matched by their nominal setting (their payload rate is on
+    target; their file rate adds per-file headers). aec is matched by its measured
+    whole-file rate, because its rate points' nominal labels are training targets
+    that the measured rate can miss by a factor of two.
+    """
+    def rate(g: Group) -> float:
+        return g.means["kbps_file"] if codec == "aec" else g.nominal_kbps
+
     candidates = [g for g in groups if g.kind == kind and g.codec == codec
-                  and kbps / 1.5 <= g.nominal_kbps <= kbps * 1.5]
-    return min(candidates, key=lambda g: abs(math.log(g.nominal_kbps / kbps)), default=None)
+                  and kbps / 1.5 <= rate(g) <= kbps * 1.5]
+    return min(candidates, key=lambda g: abs(math.log(rate(g) / kbps)), default=None)
 
 
 def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) -> str:
@@ -166,11 +177,13 @@ def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) ->
     for kind in kinds:
         for target in targets:
             for codec in ("aec", "opus"):
-                g = _nearest_nominal(groups, kind, codec, target)
+                g = _nearest(groups, kind, codec, target)
                 if g is None:
                     continue
                 m = g.means
-                lines.append(f"| {kind} | {target:g} | {codec} {g.nominal_kbps:g}k | "
+                name = (f"aec rp{g.rate_point}" if codec == "aec"
+                        else f"{codec} {g.nominal_kbps:g}k")
+                lines.append(f"| {kind} | {target:g} | {name} | "
                              f"{_cell(m['kbps_file'])} | {_cell(m['kbps_payload'])} | "
                              f"{_cell(m['si_sdr_db'])} | {_cell(m['mel_distance'], 3)} | "
                              f"{_cell(m['visqol'])} |")

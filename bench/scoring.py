@@ -73,8 +73,10 @@ class PerceptualMeters:
                 return None
             api = VisqolApi()
             # The polynomial speech mapper needs no TFLite runtime; same choice every run.
-            options = {"use_lattice_model": False} if mode == "speech" else {}
-            api.create(mode=mode, **options)
+            if mode == "speech":
+                api.create(mode=mode, use_lattice_model=False)
+            else:
+                api.create(mode=mode)
             self._visqol[mode] = api
         return self._visqol[mode]
 

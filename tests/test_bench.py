@@ -116,7 +116,8 @@ def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
                         lambda names, notes: [DelayNoiseCodec(), *real_points(names, notes)])
     out = tmp_path / "out"
     assert rd.main(["--input", str(input_dir), "--out", str(out), "--max-seconds", "2",
-                    "--min-seconds", "0", "--codecs", "opus,mp3,aac,vorbis", "--no-perceptual"]) == 0
+                    "--min-seconds", "0", "--codecs", "opus,mp3,aac,vorbis",
+                    "--no-perceptual"]) == 0
 
     with open(out / "results.csv", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -135,7 +136,7 @@ def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
     for row in rows:
         assert float(row["kbps_payload"]) <= float(row["kbps_file"])
     summary = (out / "summary.md").read_text()
-    assert "| speech | fake | 8 | 2 |" in summary and "Commit:" in summary
+    assert "| speech | fake | 8k | 2 |" in summary and "Commit:" in summary
     assert (out / "snr_db.png").stat().st_size > 1000
     assert (out / "mel_distance.png").exists()
 
