@@ -272,7 +272,7 @@ def _decode_dict(report: DecodeReport) -> dict[str, Any]:
 
 
 def _finite(value: float) -> float | None:
-    """JSON has no infinity: None stands for 'too fast to time' or 'perfect'."""
+    """JSON has no infinity: None stands for +-inf (too fast to time, perfect, silent)."""
     return round(value, 3) if value == value and abs(value) != float("inf") else None
 
 
@@ -414,19 +414,21 @@ def run_roundtrip(args: argparse.Namespace) -> int:
     if args.output:
         with atomic_output(args.output, args.force) as fileobj:
             write_audio(fileobj, decoded, sample_rate, kind, subtype)
+    quality = {"snr_db": snr_db(original, decoded), "si_sdr_db": si_sdr_db(original, decoded)}
     data = _encode_dict(encoded) | {
         "input": args.input,
-        "snr_db": _finite(snr_db(original, decoded)),
-        "si_sdr_db": _finite(si_sdr_db(original, decoded)),
+        "snr_db": _finite(quality["snr_db"]),
+        "si_sdr_db": _finite(quality["si_sdr_db"]),
         "mel_distance": round(mel_distance(original, decoded, sample_rate), 4),
         "decode_seconds": round(decoded_report.seconds, 4),
         "decode_realtime": _finite(decoded_report.realtime),
     }
-    _report_roundtrip(args, data)
+    _report_roundtrip(args, data, quality)
     return 0
 
 
-def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any]) -> None:
+def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any],
+                      quality: dict[str, float]) -> None:
     if args.json:
         _print_json(data)
         return
@@ -435,14 +437,14 @@ def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any]) -> None:
     print(f"{data['input']}: {_format_audio(data)}\n"
           f"  rate:     point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
           f"{_format_rate(data)}\n"
-          f"  quality:  SNR {_db(data['snr_db'])}, SI-SDR {_db(data['si_sdr_db'])}, "
+          f"  quality:  SNR {_db(quality['snr_db'])}, SI-SDR {_db(quality['si_sdr_db'])}, "
           f"mel distance {data['mel_distance']:.4f}\n"
           f"  speed:    encode {_format_speed(data['encode_realtime'])}, "
           f"decode {_format_speed(data['decode_realtime'])} on {data['device']}")
 
 
-def _db(value: float | None) -> str:
-    return "inf dB" if value is None else f"{value:.2f} dB"
+def _db(value: float) -> str:
+    return f"{value:+.0f} dB" if abs(value) == float("inf") else f"{value:.2f} dB"
 
 
 def run_train(argv: Sequence[str]) -> int:
