@@ -103,13 +103,13 @@ def test_stdin_to_stdout_pipeline(work, weights) -> None:  # type: ignore[no-unt
     audio, rate = soundfile.read(io.BytesIO(decoded.stdout))
     assert audio.shape == (11025, 2) and rate == 44100
     # the same bytes as encoding the file by name: stdin changes nothing
-    assert aec("encode", "in.flac", *w, cwd=work).returncode == 0
+    assert cli.main(["encode", str(work / "in.flac"), "-q", *w]) == 0
     assert (work / "in.aec").read_bytes() == encoded.stdout
 
 
 def test_error_paths_exit_codes_and_no_partial_output(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
     w = ("--weights", weights["a"])
-    assert aec("encode", "in.flac", *w, cwd=work).returncode == 0
+    assert cli.main(["encode", str(work / "in.flac"), "-q", *w]) == 0
     data = (work / "in.aec").read_bytes()
     (work / "cut.aec").write_bytes(data[: len(data) // 2])
     os.chdir(work)
