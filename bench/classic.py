@@ -76,7 +76,7 @@ class ClassicCodec:
         return [tool for tool in (*self.tools, "ffprobe") if shutil.which(tool) is None]
 
     def points(self) -> list[ClassicPoint]:
-        return [ClassicPoint(self, kbps) for kbps in self.kbps]
+        return [ClassicPoint(self, float(kbps)) for kbps in self.kbps]
 
 
 CLASSIC_CODECS: tuple[ClassicCodec, ...] = (

@@ -28,7 +28,7 @@ from bench.align import align
 from bench.classic import CLASSIC_CODECS, ToolError
 from bench.clips import Clip
 from bench.coding import CodecPoint, Coded
-from bench.report import Row, plot_metrics, summarise, write_csv, write_summary
+from bench.report import Row, plot_metrics, read_rows, summarise, write_csv, write_summary
 from bench.scoring import PerceptualMeters, resample, score
 
 ALL_CODECS = ("aec", *[c.name for c in CLASSIC_CODECS])
@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="alignment search window +-ms (default 100)")
     parser.add_argument("--no-perceptual", action="store_true",
                         help="skip ViSQOL, PESQ and STOI (fast runs)")
+    parser.add_argument("--reuse-classic", type=Path, default=None, metavar="CSV",
+                        help="take classic-codec rows from an earlier results.csv of the same "
+                             "clips instead of recomputing them (they do not depend on aec "
+                             "weights); aec is always run")
     return parser
 
 
@@ -148,12 +152,32 @@ def note_behaviour(clip: Clip, point: CodecPoint, coded: Coded, lag: int, max_la
                   f"({lag} samples); alignment may be wrong")
 
 
+ReuseKey = tuple[str, str, float, int]
+
+
+def load_reusable(path: Path | None) -> dict[ReuseKey, Row]:
+    """Classic-codec rows of an earlier run, keyed by clip, codec, rate and rate point."""
+    if path is None:
+        return {}
+    return {(r.clip, r.codec, r.nominal_kbps, r.rate_point): r
+            for r in read_rows(path) if r.codec != "aec"}
+
+
 def bench_clip(clip: Clip, points: Sequence[CodecPoint], workdir: Path,
-               meters: PerceptualMeters, max_lag_ms: float, notes: Notes) -> list[Row]:
-    """All rows of one clip; a failing codec run is noted and skipped."""
+               meters: PerceptualMeters, max_lag_ms: float, notes: Notes,
+               reusable: dict[ReuseKey, Row] | None = None) -> list[Row]:
+    """All rows of one clip; a failing codec run is noted and skipped.
+
+    A reusable row (same clip name and exact duration) is taken instead of a run.
+    """
     rows = []
     max_lag = int(round(max_lag_ms * clip.sample_rate / 1000.0))
     for point in points:
+        old = (reusable or {}).get((clip.name, point.codec_name, point.nominal_kbps,
+                                    point.rate_point))
+        if old is not None and old.seconds == clip.duration_s:
+            rows.append(old)
+            continue
         try:
             coded = point.run(clip, workdir)
         except (ToolError, RuntimeError, ValueError, OSError) as error:
@@ -186,6 +210,10 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
         raise SystemExit("bench: no input clips found")
     perceptual = not args.no_perceptual
     meters = PerceptualMeters(use_visqol=perceptual, use_pesq=perceptual, use_stoi=perceptual)
+    reusable = load_reusable(args.reuse_classic)
+    if reusable:
+        notes.add(f"classic-codec rows reused from {args.reuse_classic} (an earlier run on the "
+                  "same clips; classic results do not depend on the aec weights)", echo=False)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="aec-bench-") as tmp:
@@ -193,7 +221,8 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
             clip = clip_sources.prepare_clip(source, Path(tmp), args.max_seconds)
             print(f"bench: [{number}/{len(sources)}] {clip.name} ({clip.duration_s:.1f} s)",
                   file=sys.stderr)
-            rows += bench_clip(clip, points, Path(tmp), meters, args.max_lag_ms, notes)
+            rows += bench_clip(clip, points, Path(tmp), meters, args.max_lag_ms, notes,
+                               reusable)
             write_csv(rows, args.out / "results.csv")
     for package in sorted(meters.missing):
         notes.add(f"{package} not installed: its metric is left empty (run bench/setup.sh)")

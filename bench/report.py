@@ -79,9 +79,17 @@ def write_csv(rows: Iterable[Row], path: Path) -> None:
             writer.writerow(asdict(row))
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+_CASTS = {"int": int, "float": float, "str": str}
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows of a results.csv written by `write_csv` (a column set mismatch -> ValueError)."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: columns differ from this bench version's")
+        return [Row(**{f.name: _CASTS[str(f.type)](record[f.name]) for f in fields(Row)})
+                for record in reader]
 
 
 def _nanmean(values: Sequence[float]) -> float:

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from bench import rd
 from bench.align import align, apply_lag, find_lag
-from bench.classic import CLASSIC_CODECS, packet_payload_bytes
+from bench.classic import CLASSIC_CODECS, ClassicPoint, packet_payload_bytes
 from bench.clips import ClipSource, join_short, pick_per_kind, prepare_clip, sources_from_paths
 from bench.coding import Coded
 from bench.report import COLUMNS
@@ -139,6 +139,18 @@ def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
     assert "| speech | fake | 8k | 2 |" in summary and "Commit:" in summary
     assert (out / "snr_db.png").stat().st_size > 1000
     assert (out / "mel_distance.png").exists()
+
+    # A re-run reusing the classic rows runs no classic codec and gives the same rows.
+    def no_run(*args: object) -> Coded:
+        raise AssertionError("classic codec was run despite --reuse-classic")
+
+    monkeypatch.setattr(DelayNoiseCodec, "run", no_run)
+    monkeypatch.setattr(ClassicPoint, "run", no_run)
+    again = tmp_path / "again"
+    assert rd.main(["--input", str(input_dir), "--out", str(again), "--max-seconds", "2",
+                    "--min-seconds", "0", "--codecs", "opus,mp3,aac,vorbis", "--no-perceptual",
+                    "--reuse-classic", str(out / "results.csv")]) == 0
+    assert (again / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
 def test_missing_tools_are_skipped_not_fatal(input_dir: Path, tmp_path: Path,
