@@ -42,6 +42,7 @@ class Row:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
+KIND_ORDER = {k: i for i, k in enumerate(("speech", "music", "sfx", "other", "all"))}
 #: Fixed colour and marker per codec, so every plot reads the same way.
 CODEC_STYLES: dict[str, tuple[str, str]] = {
     "aec": ("black", "s"), "opus": ("tab:green", "o"), "mp3": ("tab:orange", "v"),
@@ -133,8 +134,7 @@ def summarise(rows: Sequence[Row]) -> list[Group]:
         for column in ("kbps_file", "kbps_payload"):
             means[column] = _duration_weighted(members, column)
         result.append(Group(kind, codec, nominal, rate_point, len(members), means))
-    kind_order = {k: i for i, k in enumerate(("speech", "music", "sfx", "other", "all"))}
-    result.sort(key=lambda g: (kind_order.get(g.kind, 9), g.kind, g.codec != "aec", g.codec,
+    result.sort(key=lambda g: (KIND_ORDER.get(g.kind, 9), g.kind, g.codec != "aec", g.codec,
                                g.means["kbps_file"]))
     return result
 
@@ -181,7 +181,7 @@ def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) ->
     head = ("| kind | target kbps | codec | kbps file | kbps payload | SI-SDR dB | mel dist | "
             "ViSQOL |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    kinds = sorted({g.kind for g in groups}, key=lambda k: (k == "all", k))
+    kinds = sorted({g.kind for g in groups}, key=lambda k: (KIND_ORDER.get(k, 9), k))
     for kind in kinds:
         for target in targets:
             for codec in ("aec", "opus"):
@@ -198,14 +198,23 @@ def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) ->
     return "\n".join(lines)
 
 
+def _panels(groups: Sequence[Group], kinds: Sequence[str], column: str) -> list[str]:
+    """Kinds with data for a metric; "all" only when it differs from a single kind."""
+    with_data = [k for k in kinds if any(g.kind == k and not math.isnan(g.means[column])
+                                         for g in groups)]
+    if len([k for k in with_data if k != "all"]) <= 1:
+        with_data = [k for k in with_data if k != "all"] or with_data
+    return with_data
+
+
 def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
     """One PNG per metric: a panel per content kind, one curve per codec vs file kbps."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    kinds = sorted({g.kind for g in groups}, key=lambda k: (k == "all", k))
+    kinds = sorted({g.kind for g in groups}, key=lambda k: (KIND_ORDER.get(k, 9), k))
     codecs = sorted({g.codec for g in groups}, key=lambda c: (c != "aec", c))
     paths: list[Path] = []
     if not groups:
@@ -213,8 +222,10 @@ def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
     for metric in METRICS:
         if all(math.isnan(g.means[metric.column]) for g in groups):
             continue
-        fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
-        for ax, kind in zip(axes[0], kinds):
+        panels = _panels(groups, kinds, metric.column)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8),
+                                 squeeze=False)
+        for ax, kind in zip(axes[0], panels):
             for codec in codecs:
                 points = sorted((g.means["kbps_file"], g.means[metric.column]) for g in groups
                                 if g.kind == kind and g.codec == codec
@@ -225,9 +236,9 @@ def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
                     ax.plot(xs, ys, marker=marker, color=color, label=codec,
                             linewidth=2.4 if codec == "aec" else 1.4)
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(FixedLocator([2, 4, 6, 8, 12, 16, 24, 32, 48, 64]))
+            ax.xaxis.set_major_locator(FixedLocator([0.5, 1, 2, 4, 8, 16, 32, 64, 128]))
             ax.xaxis.set_minor_locator(NullLocator())
-            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             ax.set_title(kind)
             ax.set_xlabel("measured bitrate (kbit/s, whole file)")
             ax.grid(True, alpha=0.3)
