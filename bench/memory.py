@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         weights = save_untrained(folder) if args.untrained else args.weights
         long_input = folder / "long.wav"
         seconds = write_long_input(long_input, args.minutes)
-        print(f"input: {seconds / 60:.1f} min of tiled speech, {long_input.stat().st_size:,d} "
-              f"bytes; weights: {'untrained default architecture' if args.untrained else weights or 'shipped'}")
+        label = "untrained default architecture" if args.untrained else weights or "shipped"
+        print(f"input: {seconds / 60:.1f} min of tiled speech, "
+              f"{long_input.stat().st_size:,d} bytes; weights: {label}")
         rows = measure(SAMPLE, folder, weights) + measure(long_input, folder, weights)
     ok = report(rows, args.limit_mb)
     if args.json:

@@ -397,7 +397,7 @@ class Codec:
     # ------------------------------------------------------------ bytes API
 
     def encode(self, audio: Any, sample_rate: int, kbps: float = 6.0) -> bytes:
-        """Encode audio (numpy/torch, `[samples]` or `[channels, samples]`, any rate) to .aec bytes."""
+        """Encode audio (numpy/torch, `[samples]` or `[channels, samples]`, any rate) to .aec."""
         buffer = io.BytesIO()
         self.encode_to(buffer, array_source(audio, sample_rate), kbps)
         return buffer.getvalue()
@@ -566,9 +566,10 @@ class Codec:
     @torch.inference_mode()
     def _chunk_latent(self, header: format.StreamHeader, chunk: format.Chunk) -> torch.Tensor:
         """Entropy-decode a chunk's payload and dequantize: latent `[channels, C, frames]`."""
-        rows = entropy.decode_symbols(chunk.payload or b"", self._table_index(header), chunk.num_frames,
-                                      self.model.tables)
-        symbols = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int32)).to(self.device)
+        rows = entropy.decode_symbols(chunk.payload or b"", self._table_index(header),
+                                      chunk.num_frames, self.model.tables)
+        # writable + contiguous: torch warns on read-only numpy memory
+        symbols = torch.from_numpy(np.require(rows, np.int32, ["C", "W"])).to(self.device)
         symbols = symbols.reshape(header.channels, header.latent_channels, chunk.num_frames)
         return self.model.quantizer.dequantize(symbols, header.rate_point)
 

@@ -76,8 +76,11 @@ class AudioInfo:
 
 
 def check_sample_rate(sample_rate: int) -> int:
-    """Return `sample_rate` as int if it is a usable rate (1 Hz .. 768 kHz), else AudioError."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+    """Return `sample_rate` as int if it is a whole number of Hz in 1 .. 768000, else AudioError."""
+    integral_float = (isinstance(sample_rate, (float, np.floating))
+                      and float(sample_rate).is_integer())
+    if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer))
+                                             or integral_float):
         raise AudioError(f"sample rate must be an integer number of Hz, got {sample_rate!r}")
     if not 1 <= int(sample_rate) <= MAX_SAMPLE_RATE:
         raise AudioError(f"sample rate {sample_rate} Hz out of range 1..{MAX_SAMPLE_RATE}")
@@ -110,7 +113,8 @@ def to_float32(audio: Any) -> NDArray[np.float32]:
     if array.ndim != 2:
         raise AudioError(f"audio must be [samples] or [channels, samples], got shape {array.shape}")
     if array.shape[0] > MAX_CHANNELS:
-        hint = " (is it [samples, channels]? pass audio.T)" if array.shape[1] <= MAX_CHANNELS else ""
+        transposed = array.shape[1] <= MAX_CHANNELS
+        hint = " (is it [samples, channels]? pass audio.T)" if transposed else ""
         raise AudioError(f"{array.shape[0]} channels exceed the limit of {MAX_CHANNELS}{hint}")
     if array.shape[0] == 0:
         raise AudioError("audio has no channels")

@@ -43,7 +43,7 @@ def shipped_weights_present() -> bool:
 
 
 @pytest.fixture(scope="session")
-def codec():  # type: ignore[no-untyped-def]
+def codec():
     """The shipped model on the CPU, loaded once."""
     if not shipped_weights_present():
         pytest.skip("no shipped weights in codec/pretrained yet")
@@ -52,7 +52,7 @@ def codec():  # type: ignore[no-untyped-def]
     return Codec.load(device="cpu")
 
 
-def make_tiny_model(seed: int = 0):  # type: ignore[no-untyped-def]
+def make_tiny_model(seed: int = 0):
     """A small untrained model with Laplace CDF tables: fast, for mechanics only.
 
     Its quality means nothing; tests of quality use the shipped weights (`codec`).
@@ -83,7 +83,7 @@ def make_tiny_model(seed: int = 0):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def tiny():  # type: ignore[no-untyped-def]
+def tiny():
     """A Codec on the tiny model with small chunks (10 frames) and 2-chunk windows."""
     import torch
 

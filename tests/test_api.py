@@ -40,7 +40,7 @@ def clip(audio: np.ndarray, seconds: float, rate: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000, 44100])
-def test_round_trip_keeps_rate_length_and_channels(tiny, stereo, rate) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_keeps_rate_length_and_channels(tiny, stereo, rate) -> None:
     audio = clip(stereo[0], 0.2, rate)
     decoded, decoded_rate = tiny.decode(tiny.encode(audio, rate))
     assert decoded_rate == rate
@@ -49,14 +49,14 @@ def test_round_trip_keeps_rate_length_and_channels(tiny, stereo, rate) -> None: 
 
 @pytest.mark.parametrize("num_samples", [0, 1, 2, 79, 80, 81])
 @pytest.mark.parametrize("rate", [24000, 44100])
-def test_tiny_lengths_come_back_exactly(tiny, num_samples, rate) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_lengths_come_back_exactly(tiny, num_samples, rate) -> None:
     data = tiny.encode(np.full(num_samples, 0.1, np.float32), rate)
     decoded, decoded_rate = tiny.decode(data)
     assert decoded.shape == (1, num_samples) and decoded_rate == rate
     assert tiny.info(data).num_samples == num_samples
 
 
-def test_numpy_torch_and_int16_inputs_agree(tiny, speech) -> None:  # type: ignore[no-untyped-def]
+def test_numpy_torch_and_int16_inputs_agree(tiny, speech) -> None:
     audio = clip(speech[0], 0.3, 24000)
     as_int16 = np.round(audio * 32768).astype(np.int16)[0]      # exact: the clip is 16-bit
     reference = tiny.encode(audio, 24000)
@@ -65,7 +65,7 @@ def test_numpy_torch_and_int16_inputs_agree(tiny, speech) -> None:  # type: igno
     assert tiny.encode(as_int16, 24000) == reference
 
 
-def test_many_channels_are_coded_independently(tiny, stereo) -> None:  # type: ignore[no-untyped-def]
+def test_many_channels_are_coded_independently(tiny, stereo) -> None:
     audio = clip(stereo[0], 0.1, 44100)
     three = np.concatenate([audio, audio[:1]])
     decoded, _ = tiny.decode(tiny.encode(three, 44100))
@@ -75,7 +75,7 @@ def test_many_channels_are_coded_independently(tiny, stereo) -> None:  # type: i
 # ---------------------------------------------------------------- determinism and seams
 
 
-def test_encoding_is_deterministic_and_file_api_matches_bytes_api(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_encoding_is_deterministic_and_file_api_matches_bytes_api(tiny, tmp_path) -> None:
     audio, rate = soundfile.read(str(STEREO), dtype="float32", always_2d=True)
     audio = clip(audio.T, 0.25, rate)
     src = tmp_path / "in.wav"
@@ -86,7 +86,7 @@ def test_encoding_is_deterministic_and_file_api_matches_bytes_api(tiny, tmp_path
     assert (tmp_path / "out.aec").read_bytes() == first
 
 
-def test_chunked_coding_equals_whole_signal_coding(tiny, speech) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_coding_equals_whole_signal_coding(tiny, speech) -> None:
     """Windows with context reproduce one-window inference: no seams at all."""
     audio = clip(speech[0], 0.5, 24000)
     whole = Codec(tiny.model, tiny.device, frames_per_chunk=1000)
@@ -98,7 +98,7 @@ def test_chunked_coding_equals_whole_signal_coding(tiny, speech) -> None:  # typ
     np.testing.assert_allclose(decoded, reference, atol=1e-5)
 
 
-def test_seams_are_inaudible_with_shipped_weights(codec, speech) -> None:  # type: ignore[no-untyped-def]
+def test_seams_are_inaudible_with_shipped_weights(codec, speech) -> None:
     """SNR within 20 ms of every chunk boundary is within 1 dB of the overall SNR."""
     audio = clip(speech[0], 2.0, 24000)
     small = Codec(codec.model, codec.device, frames_per_chunk=15, chunks_per_window=1)
@@ -121,7 +121,7 @@ def test_seams_are_inaudible_with_shipped_weights(codec, speech) -> None:  # typ
     assert snr_db(reference, decoded) > 50.0
 
 
-def test_shipped_weights_quality_is_plausible(codec, speech) -> None:  # type: ignore[no-untyped-def]
+def test_shipped_weights_quality_is_plausible(codec, speech) -> None:
     """Loose bounds on held-out speech that any working model meets.
 
     Measured with the first export (step 366, barely trained) on this clip at
@@ -142,12 +142,12 @@ def test_shipped_weights_quality_is_plausible(codec, speech) -> None:  # type: i
 
 
 @pytest.mark.parametrize("kbps", [0, -3, float("nan"), "6"])
-def test_bad_kbps_is_an_audio_error(tiny, kbps) -> None:  # type: ignore[no-untyped-def]
+def test_bad_kbps_is_an_audio_error(tiny, kbps) -> None:
     with pytest.raises(AudioError, match="kbps"):
         tiny.encode(np.zeros(100, np.float32), 24000, kbps=kbps)
 
 
-def test_bad_audio_is_an_audio_error(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_bad_audio_is_an_audio_error(tiny) -> None:
     with pytest.raises(AudioError, match="NaN"):
         tiny.encode(np.array([0.0, np.inf], np.float32), 24000)
     with pytest.raises(AudioError, match="sample rate"):
@@ -156,7 +156,7 @@ def test_bad_audio_is_an_audio_error(tiny) -> None:  # type: ignore[no-untyped-d
         tiny.encode(np.zeros((65, 10), np.float32), 24000)
 
 
-def test_other_weights_are_refused_naming_both_hashes(tiny, speech) -> None:  # type: ignore[no-untyped-def]
+def test_other_weights_are_refused_naming_both_hashes(tiny, speech) -> None:
     data = tiny.encode(clip(speech[0], 0.1, 24000), 24000)
     other = Codec(make_tiny_model(1), torch.device("cpu"))
     with pytest.raises(ModelMismatchError) as caught:
@@ -166,7 +166,7 @@ def test_other_weights_are_refused_naming_both_hashes(tiny, speech) -> None:  # 
     assert caught.value.exit_code == 7
 
 
-def test_truncated_stream_is_a_format_error(tiny, speech) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_stream_is_a_format_error(tiny, speech) -> None:
     data = tiny.encode(clip(speech[0], 0.2, 24000), 24000)
     for cut in (0, 5, len(data) // 2, len(data) - 1):
         with pytest.raises(FormatError):
@@ -186,7 +186,7 @@ def _corrupt_chunk(data: bytes, k: int) -> bytes:
     return bytes(damaged)
 
 
-def test_damaged_chunk_fails_or_is_concealed(tiny, speech) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_chunk_fails_or_is_concealed(tiny, speech) -> None:
     audio = clip(speech[0], 0.5, 24000)
     data = tiny.encode(audio, 24000)
     clean, _ = tiny.decode(data)
@@ -206,7 +206,7 @@ def test_damaged_chunk_fails_or_is_concealed(tiny, speech) -> None:  # type: ign
 # ---------------------------------------------------------------- files
 
 
-def test_file_round_trip_and_overwrite_rules(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_file_round_trip_and_overwrite_rules(tiny, tmp_path) -> None:
     src = tmp_path / "stereo.flac"
     audio, rate = soundfile.read(str(STEREO), dtype="float32", always_2d=True)
     soundfile.write(str(src), audio[:8820], rate, subtype="PCM_16")
@@ -228,7 +228,7 @@ def test_file_round_trip_and_overwrite_rules(tiny, tmp_path) -> None:  # type: i
     assert soundfile.info(str(tmp_path / "f.wav")).subtype == "FLOAT"
 
 
-def test_failures_leave_no_output_behind(tiny, speech, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_failures_leave_no_output_behind(tiny, speech, tmp_path) -> None:
     data = tiny.encode(clip(speech[0], 0.3, 24000), 24000)
     (tmp_path / "bad.aec").write_bytes(_corrupt_chunk(data, 2))
     (tmp_path / "cut.aec").write_bytes(data[:-20])
@@ -238,7 +238,7 @@ def test_failures_leave_no_output_behind(tiny, speech, tmp_path) -> None:  # typ
     assert sorted(os.listdir(tmp_path)) == ["bad.aec", "cut.aec"]
 
 
-def test_missing_unwritable_and_unsupported_paths(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_unwritable_and_unsupported_paths(tiny, tmp_path) -> None:
     with pytest.raises(InputError):
         tiny.encode_file(tmp_path / "missing.wav", tmp_path / "x.aec")
     with pytest.raises(InputError):
@@ -254,7 +254,7 @@ def test_missing_unwritable_and_unsupported_paths(tiny, tmp_path) -> None:  # ty
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_folder_is_an_output_error(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_read_only_folder_is_an_output_error(tiny, tmp_path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
@@ -265,7 +265,7 @@ def test_read_only_folder_is_an_output_error(tiny, tmp_path) -> None:  # type: i
         folder.chmod(0o700)
 
 
-def test_atomic_output_removes_its_temp_file_on_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_atomic_output_removes_its_temp_file_on_error(tmp_path) -> None:
     with pytest.raises(RuntimeError):
         with atomic_output(tmp_path / "x.bin") as f:
             f.write(b"partial")
@@ -292,7 +292,7 @@ def test_device_resolution() -> None:
 
 
 @pytest.mark.gpu
-def test_cpu_and_gpu_agree(speech) -> None:  # type: ignore[no-untyped-def]
+def test_cpu_and_gpu_agree(speech) -> None:
     """Same symbols from CPU and GPU encodes (up to rare rounding ties), and either
     device decodes the other's stream to nearly the same audio."""
     from codec import entropy

@@ -21,13 +21,13 @@ SPEECH = DATA / "speech_24k_mono.flac"
 STEREO = DATA / "music_44k_stereo.flac"
 
 
-def test_read_flac_matches_soundfile(speech) -> None:  # type: ignore[no-untyped-def]
+def test_read_flac_matches_soundfile(speech) -> None:
     data, rate = audio.read_audio(SPEECH)
     assert rate == 24000 and data.dtype == np.float32
     np.testing.assert_array_equal(data, speech[0])
 
 
-def test_blocks_concatenate_to_the_whole_file(stereo) -> None:  # type: ignore[no-untyped-def]
+def test_blocks_concatenate_to_the_whole_file(stereo) -> None:
     with audio.AudioReader(STEREO) as reader:
         assert reader.info.channels == 2 and reader.info.sample_rate == 44100
         blocks = list(reader.blocks(1000))
@@ -37,7 +37,7 @@ def test_blocks_concatenate_to_the_whole_file(stereo) -> None:  # type: ignore[n
 
 @pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
                                          ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
-def test_reads_common_formats(tmp_path, speech, fmt, subtype) -> None:  # type: ignore[no-untyped-def]
+def test_reads_common_formats(tmp_path, speech, fmt, subtype) -> None:
     path = tmp_path / f"x.{fmt.lower()}"
     soundfile.write(str(path), speech[0].T, 24000, format=fmt, subtype=subtype)
     data, rate = audio.read_audio(path)
@@ -48,7 +48,7 @@ def test_reads_common_formats(tmp_path, speech, fmt, subtype) -> None:  # type: 
         assert np.max(np.abs(data - speech[0])) < 1e-4
 
 
-def test_reads_stdin(monkeypatch, speech) -> None:  # type: ignore[no-untyped-def]
+def test_reads_stdin(monkeypatch, speech) -> None:
     buffer = io.BytesIO()
     soundfile.write(buffer, speech[0].T, 24000, format="WAV", subtype="PCM_16")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(buffer.getvalue())))
@@ -56,7 +56,7 @@ def test_reads_stdin(monkeypatch, speech) -> None:  # type: ignore[no-untyped-de
     np.testing.assert_array_equal(data, speech[0])
 
 
-def test_missing_and_unsupported_inputs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_and_unsupported_inputs(tmp_path) -> None:
     with pytest.raises(InputError, match="no such file"):
         audio.read_audio(tmp_path / "missing.wav")
     with pytest.raises(InputError, match="directory"):
@@ -84,19 +84,20 @@ def test_pcm_scaling_of_integer_arrays() -> None:
     (np.zeros((0, 5)), "no channels"),
     (np.array(["a"]), "sample type"),
 ])
-def test_bad_arrays_raise_audio_error(bad, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arrays_raise_audio_error(bad, message) -> None:
     with pytest.raises(AudioError, match=message):
         audio.to_float32(bad)
 
 
 def test_sample_rate_checks() -> None:
     assert audio.check_sample_rate(np.int64(44100)) == 44100
+    assert audio.check_sample_rate(16000.0) == 16000      # e.g. from a float-typed library
     for bad in (0, -1, 10**7, 44100.5, True):
         with pytest.raises(AudioError):
             audio.check_sample_rate(bad)  # type: ignore[arg-type]
 
 
-def test_writer_clips_pcm_and_keeps_float(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_writer_clips_pcm_and_keeps_float(tmp_path) -> None:
     loud = np.array([[2.0, -2.0, 0.5]], np.float32)
     for name, sample_format, expected in (("a.wav", "pcm16", [1.0, -1.0, 0.5]),
                                           ("b.wav", "float", [2.0, -2.0, 0.5]),
@@ -125,7 +126,7 @@ def test_writer_error_is_output_error() -> None:
 
 @pytest.mark.parametrize("from_rate,to_rate", [(44100, 24000), (24000, 44100), (8000, 24000),
                                                (24000, 16000), (22050, 24000), (48000, 24000)])
-def test_stream_resampler_equals_whole_signal(from_rate, to_rate, speech) -> None:  # type: ignore[no-untyped-def]
+def test_stream_resampler_equals_whole_signal(from_rate, to_rate, speech) -> None:
     signal = np.concatenate([speech[0], speech[0][:, ::-1]])[:, :20011]    # 2 channels
     whole = taf.resample(torch.from_numpy(signal), from_rate, to_rate).numpy()
     resampler = audio.StreamResampler(from_rate, to_rate, 2)
@@ -142,7 +143,7 @@ def test_stream_resampler_equals_whole_signal(from_rate, to_rate, speech) -> Non
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 7])
-def test_resample_lengths_of_tiny_signals(length) -> None:  # type: ignore[no-untyped-def]
+def test_resample_lengths_of_tiny_signals(length) -> None:
     out = audio.resample(np.ones((1, length), np.float32), 44100, 24000)
     assert out.shape == (1, audio.resampled_length(length, 44100, 24000))
     assert audio.resampled_length(1, 44100, 24000) == 1

@@ -24,7 +24,7 @@ from conftest import ROOT, SAMPLE, SPEECH, STEREO, make_tiny_model, shipped_weig
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def weights(tmp_path_factory) -> dict[str, str]:
     """Two tiny models on disk: 'a' (used to encode) and 'b' (other weights)."""
     from codec.weights import save_model
 
@@ -54,7 +54,7 @@ def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
 
 
 @pytest.fixture
-def work(tmp_path) -> Path:  # type: ignore[no-untyped-def]
+def work(tmp_path) -> Path:
     """A folder with a short stereo 44.1 kHz input, `in.flac`."""
     audio, rate = soundfile.read(str(STEREO), dtype="int16")
     soundfile.write(str(tmp_path / "in.flac"), audio[: rate // 4], rate, subtype="PCM_16")
@@ -64,7 +64,7 @@ def work(tmp_path) -> Path:  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- subprocess: each subcommand
 
 
-def test_encode_decode_info_roundtrip_as_a_user_runs_them(work, weights) -> None:  # type: ignore[no-untyped-def]
+def test_encode_decode_info_roundtrip_as_a_user_runs_them(work, weights) -> None:
     w = ("--weights", weights["a"])
     result = aec("encode", "in.flac", *w, cwd=work)
     assert result.returncode == 0, result.stderr
@@ -94,7 +94,7 @@ def test_encode_decode_info_roundtrip_as_a_user_runs_them(work, weights) -> None
     assert soundfile.info(str(work / "rt.wav")).frames == 11025
 
 
-def test_stdin_to_stdout_pipeline(work, weights) -> None:  # type: ignore[no-untyped-def]
+def test_stdin_to_stdout_pipeline(work, weights) -> None:
     w = ("--weights", weights["a"])
     encoded = aec("encode", "-", "-q", *w, stdin=(work / "in.flac").read_bytes())
     assert encoded.returncode == 0 and encoded.stderr == b"", encoded.stderr.decode()
@@ -107,7 +107,7 @@ def test_stdin_to_stdout_pipeline(work, weights) -> None:  # type: ignore[no-unt
     assert (work / "in.aec").read_bytes() == encoded.stdout
 
 
-def test_error_paths_exit_codes_and_no_partial_output(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_error_paths_exit_codes_and_no_partial_output(work, weights, capsys) -> None:
     w = ("--weights", weights["a"])
     assert cli.main(["encode", str(work / "in.flac"), "-q", *w]) == 0
     data = (work / "in.aec").read_bytes()
@@ -148,7 +148,7 @@ def test_usage_error_is_exit_2() -> None:
 # ---------------------------------------------------------------- in process: the rest
 
 
-def run(args: list[str], capsys) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+def run(args: list[str], capsys) -> tuple[int, str, str]:
     code = cli.main(args)
     out, err = capsys.readouterr()
     return code, out, err
@@ -167,7 +167,7 @@ def _corrupt_middle_chunk(path: Path) -> None:
     path.write_bytes(bytes(damaged))
 
 
-def test_damaged_chunk_with_and_without_ignore_errors(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_chunk_with_and_without_ignore_errors(work, weights, capsys) -> None:
     w = ["--weights", weights["a"]]
     src = str(work / "in.flac")
     from codec.api import Codec
@@ -185,7 +185,7 @@ def test_damaged_chunk_with_and_without_ignore_errors(work, weights, capsys) -> 
     assert code == 0 and json.loads(out)["damaged_chunks"] == [1]
 
 
-def test_force_overwrites_and_default_names(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_force_overwrites_and_default_names(work, weights, capsys) -> None:
     w = ["--weights", weights["a"]]
     src = str(work / "in.flac")
     assert run(["encode", src, "--kbps", "3", *w], capsys)[0] == 0
@@ -202,7 +202,7 @@ def test_force_overwrites_and_default_names(work, weights, capsys) -> None:  # t
     assert code == 8 and err.startswith("aec: error:")
 
 
-def test_entry_points_and_text_reports(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_entry_points_and_text_reports(work, weights, capsys) -> None:
     w = ["--weights", weights["a"]]
     assert cli.main_encode([str(work / "in.flac"), *w]) == 0
     assert cli.main_decode([str(work / "in.aec"), "-o", str(work / "e.wav"), *w]) == 0
@@ -214,7 +214,7 @@ def test_entry_points_and_text_reports(work, weights, capsys) -> None:  # type: 
     assert "x real time" in out
 
 
-def test_cuda_request_without_cuda_is_exit_11(work, weights, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_request_without_cuda_is_exit_11(work, weights, capsys) -> None:
     import torch
 
     if torch.cuda.is_available():
@@ -225,13 +225,13 @@ def test_cuda_request_without_cuda_is_exit_11(work, weights, capsys) -> None:  #
     assert not (work / "in.aec").exists()
 
 
-def test_info_on_garbage_and_missing_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_info_on_garbage_and_missing_files(tmp_path, capsys) -> None:
     (tmp_path / "x.aec").write_bytes(b"RIFF" + bytes(100))
     assert run(["info", str(tmp_path / "x.aec")], capsys)[0] == 4
     assert run(["info", str(tmp_path / "missing.aec")], capsys)[0] == 3
 
 
-def test_train_is_delegated(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_train_is_delegated(capsys) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["train", "--help"])
     assert caught.value.code == 0

@@ -10,7 +10,7 @@ import pytest
 from codec.metrics import bitrate_kbps, mel_distance, mel_filterbank, si_sdr_db, snr_db
 
 
-def test_snr_of_known_noise_level(speech) -> None:  # type: ignore[no-untyped-def]
+def test_snr_of_known_noise_level(speech) -> None:
     ref = speech[0][0].astype(np.float64)
     est = ref + 0.1 * ref[::-1]                        # error energy = 1 % of the signal
     expected = 10 * math.log10(np.sum(ref**2) / np.sum((0.1 * ref[::-1]) ** 2))
@@ -25,7 +25,7 @@ def test_snr_limits() -> None:
     assert snr_db(x, np.zeros(3)) == 0.0
 
 
-def test_si_sdr_ignores_gain_but_snr_does_not(speech) -> None:  # type: ignore[no-untyped-def]
+def test_si_sdr_ignores_gain_but_snr_does_not(speech) -> None:
     ref = speech[0]
     noisy = ref + 0.05 * np.roll(ref, 1234)
     assert si_sdr_db(ref, 0.5 * noisy) == pytest.approx(si_sdr_db(ref, noisy), abs=1e-9)
@@ -39,7 +39,7 @@ def test_si_sdr_matches_definition_on_orthogonal_error() -> None:
     assert si_sdr_db(ref, est) == pytest.approx(10 * math.log10(8.0 / 1.0))
 
 
-def test_multichannel_sums_energies(stereo) -> None:  # type: ignore[no-untyped-def]
+def test_multichannel_sums_energies(stereo) -> None:
     ref = stereo[0]
     est = ref.copy()
     est[1] += 0.01
@@ -47,7 +47,7 @@ def test_multichannel_sums_energies(stereo) -> None:  # type: ignore[no-untyped-
     assert snr_db(ref, est) == pytest.approx(expected, rel=1e-6)
 
 
-def test_mel_distance_is_zero_for_identity_and_grows_with_noise(speech) -> None:  # type: ignore[no-untyped-def]
+def test_mel_distance_is_zero_for_identity_and_grows_with_noise(speech) -> None:
     audio, rate = speech
     rng = np.random.default_rng(0)
     assert mel_distance(audio, audio, rate) == 0.0
