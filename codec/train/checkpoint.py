@@ -11,6 +11,7 @@ is then close to, not bit-identical with, the uninterrupted run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -26,10 +27,23 @@ from codec.train.config import TrainConfig
 
 @dataclass(frozen=True)
 class RateControl:
-    """Per rate point: log of the rate weight beta, and an EMA of the measured kbps."""
+    """Per rate point: the rate multiplier and an EMA of the coded kbps.
+
+    The multiplier is beta = exp(log_beta) - push: positive (penalize bits) while
+    the rate is above target; once log_beta sits at its floor and the rate is
+    still below target, `push` grows and the multiplier turns negative (reward
+    bits), so every rate point reaches its target even while the decoder
+    cannot yet make good use of the extra bits.
+    """
 
     log_beta: tuple[float, ...]
     ema_kbps: tuple[float, ...]
+    push: tuple[float, ...] = ()
+
+    def betas(self) -> list[float]:
+        """The signed rate multipliers, one per rate point."""
+        push = self.push or (0.0,) * len(self.log_beta)
+        return [math.exp(b) - p for b, p in zip(self.log_beta, push, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,9 @@ def load_checkpoint(directory: Path, model: nn.Module,
         _restore_adam(model, optimizer, load_file(str(directory / "optimizer.safetensors")),
                       meta["adam_step"])
     st = meta["state"]
-    rc = RateControl(tuple(st["rate_control"]["log_beta"]), tuple(st["rate_control"]["ema_kbps"]))
+    saved = st["rate_control"]
+    rc = RateControl(tuple(saved["log_beta"]), tuple(saved["ema_kbps"]),
+                     tuple(saved.get("push", ())))
     state = TrainState(st["step"], rc, st["audio_seconds"], st["wall_seconds"])
     return state, meta["train_config"]
 

@@ -31,6 +31,7 @@ class TrainConfig:
     beta_step: float = 0.005          # rate-control step on log(beta)
     beta_min: float = 1e-4
     beta_max: float = 10.0
+    push_step: float = 5e-5           # growth of the negative multiplier below target, per step
     silence_dbfs: float = -50.0       # crops quieter than this are redrawn
     kind_weights: tuple[float, ...] = (0.4, 0.35, 0.25)   # speech, music, sfx
     cache_mb: int = 3000              # decoded-audio cache per process

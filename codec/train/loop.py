@@ -81,21 +81,31 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, cfg: TrainCon
 def initial_rate_control(cfg: TrainConfig) -> RateControl:
     n = len(cfg.model.rate_points)
     return RateControl((math.log(cfg.beta_init),) * n,
-                       tuple(rp.nominal_kbps for rp in cfg.model.rate_points))
+                       tuple(rp.nominal_kbps for rp in cfg.model.rate_points), (0.0,) * n)
 
 
 def update_rate_control(rc: RateControl, kbps: list[float], cfg: TrainConfig) -> RateControl:
-    """One dual-ascent step on log beta per rate point, from the EMA of the coded kbps.
+    """One dual-ascent step per rate point on the multiplier exp(log_beta) - push.
 
-    The coded rate (rounded symbols under the prior) is what files will cost; the
-    noisy relaxation overestimates it when most symbols are near zero.
+    Driven by the EMA of the coded kbps (rounded symbols under the prior): that is
+    what files will cost; the noisy relaxation overestimates it near zero.
     """
     targets = [rp.nominal_kbps for rp in cfg.model.rate_points]
     ema = [0.9 * e + 0.1 * k for e, k in zip(rc.ema_kbps, kbps, strict=True)]
     lo, hi = math.log(cfg.beta_min), math.log(cfg.beta_max)
-    log_beta = [min(hi, max(lo, b + cfg.beta_step * max(-1.0, min(1.0, e / t - 1.0))))
-                for b, e, t in zip(rc.log_beta, ema, targets, strict=True)]
-    return RateControl(tuple(log_beta), tuple(ema))
+    push_step = cfg.push_step
+    log_beta, push = [], []
+    for b, p, e, t in zip(rc.log_beta, rc.push or (0.0,) * len(ema), ema, targets, strict=True):
+        err = max(-1.0, min(1.0, e / t - 1.0))
+        if err < 0 and b <= lo + 1e-9:          # at the floor and still too few bits
+            p += push_step * -err
+        elif err > 0 and p > 0:                 # too many bits: first undo the push
+            p = max(0.0, p - push_step * err)
+        else:
+            b = min(hi, max(lo, b + cfg.beta_step * err))
+        log_beta.append(b)
+        push.append(p)
+    return RateControl(tuple(log_beta), tuple(ema), tuple(push))
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,7 @@ class Trainer:
             (cfg.seed * 1_000_003 + step) * 1009 + self.dist.rank)
         out = self.net(x, rates, gen, cfg.bf16)
         seconds = self.crop_samples / cfg.model.model_rate
-        betas = [math.exp(b) for b in self.state.rate_control.log_beta]
+        betas = self.state.rate_control.betas()
         loss = out.prior_bits / out.bits.numel() / 1000.0
         dist_sum = x.new_zeros(())
         stats = torch.zeros(3 + 2 * num_rates, device=x.device)
@@ -198,7 +208,7 @@ def log_record(state: TrainState, result: StepResult, audio_per_s: float,
             "distortion": round(result.distortion, 5), "snr_db": round(-result.wave_db, 3),
             "mel": round(result.mel, 4), "kbps": [round(k, 3) for k in result.kbps],
             "coded_kbps": [round(k, 3) for k in result.coded_kbps],
-            "beta": [round(math.exp(b), 5) for b in state.rate_control.log_beta],
+            "beta": [round(b, 6) for b in state.rate_control.betas()],
             "lr": lr, "audio_x_realtime": round(audio_per_s, 2), "time": time.time()}
 
 
