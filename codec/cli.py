@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codec import __version__
 from codec.errors import AecError, InputError, OutputError
@@ -343,52 +343,62 @@ def run_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_aec_input(path: str) -> tuple[bytes, str]:
+def info_dict(fileobj: BinaryIO) -> dict[str, Any]:
+    """Header fields (spec names) plus sizes, rates and damaged chunks of an .aec stream.
+
+    Reads chunk by chunk (CRC-checked, payloads not decoded), so any size is fine.
+    """
+    from codec import format
+    from codec.metrics import bitrate_kbps
+
+    start = fileobj.tell()
+    reader = format.StreamReader(fileobj)
+    header = reader.header
+    payload_bytes, damaged = 0, []
+    for chunk in reader.chunks(ignore_errors=True):
+        if chunk.payload is None:
+            damaged.append(chunk.index)
+        else:
+            payload_bytes += len(chunk.payload)
+    size_bytes = fileobj.seek(0, io.SEEK_END) - start
+    fields = {name: getattr(header, name) for name in header.__dataclass_fields__}
+    fields["model_sha256"] = header.model_sha256.hex()
+    fields["metadata"] = [{"kind": m.kind, "size_bytes": len(m.payload)} for m in header.metadata]
+    rate = header.sample_rate
+    return fields | {
+        "num_chunks": header.num_chunks,
+        "duration_s": header.num_samples / rate,
+        "size_bytes": size_bytes, "payload_bytes": payload_bytes,
+        "kbps": round(bitrate_kbps(size_bytes, header.num_samples, rate), 4),
+        "payload_kbps": round(bitrate_kbps(payload_bytes, header.num_samples, rate), 4),
+        "damaged_chunks": damaged,
+    }
+
+
+def _open_aec_input(path: str) -> BinaryIO:
+    """An .aec input as a seekable binary file ('-' = stdin, read into memory)."""
     if path == "-":
-        return sys.stdin.buffer.read(), "<stdin>"
+        return io.BytesIO(sys.stdin.buffer.read())
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory")
     try:
-        return Path(path).read_bytes(), path
+        return open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def info_dict(data: bytes) -> dict[str, Any]:
-    """Header fields (spec names) plus sizes, rates and damaged chunks of an .aec stream."""
-    from codec import format
-    from codec.metrics import bitrate_kbps
-
-    reader = format.StreamReader(io.BytesIO(data))
-    header = reader.header
-    chunks = list(reader.chunks(ignore_errors=True))
-    payload_bytes = sum(len(c.payload) for c in chunks if c.payload is not None)
-    fields = {name: getattr(header, name) for name in header.__dataclass_fields__}
-    fields["model_sha256"] = header.model_sha256.hex()
-    fields["metadata"] = [{"kind": m.kind, "size_bytes": len(m.payload)} for m in header.metadata]
-    return fields | {
-        "num_chunks": header.num_chunks,
-        "duration_s": header.num_samples / header.sample_rate,
-        "size_bytes": len(data), "payload_bytes": payload_bytes,
-        "kbps": round(bitrate_kbps(len(data), header.num_samples, header.sample_rate), 4),
-        "payload_kbps": round(bitrate_kbps(payload_bytes, header.num_samples,
-                                           header.sample_rate), 4),
-        "damaged_chunks": [c.index for c in chunks if c.payload is None],
-    }
-
-
 def run_info(args: argparse.Namespace) -> int:
     """`aec info`: header, sizes and rates, without loading a model (no torch)."""
-    data, name = _read_aec_input(args.input)
-    fields = info_dict(data)
+    with _open_aec_input(args.input) as fileobj:
+        fields = info_dict(fileobj)
     if args.json:
         _print_json(fields)
         return 0
     if not args.quiet:
         width = max(len(k) for k in fields)
-        print(f"{name}:")
+        print(f"{_label(args.input, True)}:")
         for key, value in fields.items():
             print(f"  {key:<{width}}  {value}")
     return 0
