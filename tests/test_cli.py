@@ -225,10 +225,17 @@ def test_cuda_request_without_cuda_is_exit_11(work, weights, capsys) -> None:
     assert not (work / "in.aec").exists()
 
 
-def test_info_on_garbage_and_missing_files(tmp_path, capsys) -> None:
+def test_info_on_stdin_garbage_and_missing_files(work, weights, tmp_path, capsys,
+                                                 monkeypatch) -> None:
+    assert cli.main(["encode", str(work / "in.flac"), "-q", "--weights", weights["a"]]) == 0
+    data = (work / "in.aec").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, _ = run(["info", "-", "--json"], capsys)
+    assert code == 0 and json.loads(out)["size_bytes"] == len(data)
     (tmp_path / "x.aec").write_bytes(b"RIFF" + bytes(100))
     assert run(["info", str(tmp_path / "x.aec")], capsys)[0] == 4
     assert run(["info", str(tmp_path / "missing.aec")], capsys)[0] == 3
+    assert run(["info", str(tmp_path)], capsys)[0] == 3
 
 
 def test_train_is_delegated(capsys) -> None:
