@@ -190,11 +190,21 @@ def bench_clip(clip: Clip, points: Sequence[CodecPoint], workdir: Path,
 
 
 def describe_commit() -> str:
-    """`git describe --always --dirty` of the checkout the bench runs from."""
+    """HEAD's hash, plus any uncommitted changes under codec/ or bench/ (what the figures
+    depend on); other people's work in progress elsewhere in the checkout is not listed."""
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                            cwd=root, capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "unknown"
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                check=False)
+        return result.stdout
+
+    commit = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "codec", "bench")
+               .splitlines() if line[3:].endswith((".py", ".json", ".safetensors"))]
+    if changed:
+        commit += f" + uncommitted changes in {', '.join(sorted(changed))}"
+    return commit
 
 
 def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
