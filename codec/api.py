@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -165,15 +165,16 @@ def _umask() -> int:
 def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes `dst` only if the block succeeds.
 
-    '-' writes to stdout (buffered in memory, since audio writers may seek).
     Otherwise a temporary file in dst's folder is renamed over dst at the end,
     so readers never see a partial file and a failure leaves nothing behind.
+    '-' streams to stdout as the data is produced (bounded memory, and a player
+    can start at once); a pipe cannot take back what it got, so there an error
+    midway leaves what was written, and the exit status says it failed.
     """
     if str(dst) == "-":
-        buffer = io.BytesIO()
-        yield buffer
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
+        stream = _PipeOutput(sys.stdout.buffer)
+        yield cast(BinaryIO, stream)
+        stream.flush()
         return
     path = Path(dst)
     check_output(path, overwrite)
@@ -189,6 +190,32 @@ def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class _PipeOutput(io.RawIOBase):
+    """A write-only, non-seekable view of a binary stream that counts bytes (for tell)."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        super().__init__()
+        self._target = target
+        self._count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        written = self._target.write(data)
+        self._count += len(data)
+        return written if written is not None else len(data)
+
+    def tell(self) -> int:
+        return self._count
+
+    def flush(self) -> None:
+        self._target.flush()
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -258,8 +285,8 @@ def array_source(audio: Any, sample_rate: int) -> AudioSource:
 class AudioSink:
     """Where decoded audio goes: `start` once with the stream's shape, then `write` blocks."""
 
-    def start(self, sample_rate: int, channels: int) -> None:
-        self.sample_rate, self.channels = sample_rate, channels
+    def start(self, sample_rate: int, channels: int, num_samples: int) -> None:
+        self.sample_rate, self.channels, self.num_samples = sample_rate, channels, num_samples
 
     def write(self, block: NDArray[np.float32]) -> None:
         raise NotImplementedError
@@ -281,16 +308,16 @@ class ArraySink(AudioSink):
 
 
 class _WriterSink(AudioSink):
-    """Streams decoded blocks into a wav/flac file object."""
+    """Streams decoded blocks into a wav/flac file object (or a WAV pipe)."""
 
     def __init__(self, fileobj: BinaryIO, kind: str, subtype: str) -> None:
         self.fileobj, self.kind, self.subtype = fileobj, kind, subtype
-        self.writer: audio_io.AudioWriter | None = None
+        self.writer: audio_io.AudioWriter | audio_io.WavPipeWriter | None = None
 
-    def start(self, sample_rate: int, channels: int) -> None:
-        super().start(sample_rate, channels)
-        self.writer = audio_io.AudioWriter(self.fileobj, sample_rate, channels, self.kind,
-                                           self.subtype)
+    def start(self, sample_rate: int, channels: int, num_samples: int) -> None:
+        super().start(sample_rate, channels, num_samples)
+        self.writer = audio_io.open_writer(self.fileobj, sample_rate, channels, num_samples,
+                                           self.kind, self.subtype)
 
     def write(self, block: NDArray[np.float32]) -> None:
         if self.writer is None:
@@ -529,7 +556,7 @@ class Codec:
         reader = format.StreamReader(fileobj)
         header = reader.header
         self._check_stream(header)
-        sink.start(header.sample_rate, header.channels)
+        sink.start(header.sample_rate, header.channels, header.num_samples)
         decoder = _StreamDecoder(self, header, sink.write, progress)
         payload_bytes, damaged = 0, []
         for chunk in reader.chunks(ignore_errors=ignore_errors):

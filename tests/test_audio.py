@@ -153,3 +153,41 @@ def test_resample_lengths_of_tiny_signals(length) -> None:
 def test_resampling_co_prime_rates_is_refused_clearly() -> None:
     with pytest.raises(AudioError, match="resample"):
         audio.StreamResampler(44101, 24000, 1)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_wav_pipe_writer_matches_libsndfile(stereo, subtype) -> None:
+    """The header-first WAV streamer (for stdout) holds the same samples as libsndfile's
+    file writer, up to 1 LSB where libsndfile's float rounding differs (< 1 % of samples)."""
+    signal = stereo[0] * 1.2                                # some samples clip
+    reference = io.BytesIO()
+    kept = signal if subtype == "FLOAT" else np.clip(signal, -1, 1)
+    soundfile.write(reference, kept.T, 44100, format="WAV", subtype=subtype)
+    streamed = io.BytesIO()
+    writer = audio.WavPipeWriter(streamed, 44100, 2, signal.shape[1], subtype)
+    writer.write(signal[:, :777])
+    writer.write(signal[:, 777:])
+    writer.close()
+    ours, rate = soundfile.read(io.BytesIO(streamed.getvalue()), dtype="float32")
+    theirs, _ = soundfile.read(io.BytesIO(reference.getvalue()), dtype="float32")
+    assert rate == 44100 and ours.shape == theirs.shape
+    one_lsb = {"PCM_16": 2.0**-15, "PCM_24": 2.0**-23, "FLOAT": 0.0}[subtype]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=one_lsb * 1.01)
+    assert np.mean(ours == theirs) > 0.99
+
+
+def test_open_writer_picks_the_pipe_writer_for_unseekable_outputs() -> None:
+    class Pipe(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            return len(data)
+
+    assert isinstance(audio.open_writer(Pipe(), 8000, 1, 10, "WAV", "PCM_16"),
+                      audio.WavPipeWriter)
+    with pytest.raises(AudioError, match="only WAV"):
+        audio.open_writer(Pipe(), 8000, 1, 10, "FLAC", "PCM_16")

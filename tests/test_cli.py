@@ -102,6 +102,11 @@ def test_stdin_to_stdout_pipeline(work, weights) -> None:
     assert decoded.returncode == 0, decoded.stderr
     audio, rate = soundfile.read(io.BytesIO(decoded.stdout))
     assert audio.shape == (11025, 2) and rate == 44100
+    # streamed to a pipe or written to a file: the same samples
+    (work / "piped.aec").write_bytes(encoded.stdout)
+    assert cli.main(["decode", str(work / "piped.aec"), "-q", *w]) == 0
+    from_file = soundfile.read(str(work / "piped.wav"))[0]
+    np.testing.assert_allclose(from_file, audio, rtol=0, atol=1.01 * 2.0**-15)   # <= 1 LSB
     # the same bytes as encoding the file by name: stdin changes nothing
     assert cli.main(["encode", str(work / "in.flac"), "-q", *w]) == 0
     assert (work / "in.aec").read_bytes() == encoded.stdout
