@@ -416,6 +416,7 @@ def run_roundtrip(args: argparse.Namespace) -> int:
     with AudioReader(args.input) as reader:
         original, sample_rate = reader.read_all(), reader.info.sample_rate
     codec = _load_codec(args)
+    codec.warm_up()                      # report steady-state speed, not first-call setup
     stream = io.BytesIO()
     encoded = codec.encode_to(stream, array_source(original, sample_rate), args.kbps)
     sink = ArraySink()
