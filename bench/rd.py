@@ -210,6 +210,7 @@ def describe_commit() -> str:
 def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
     """Prepare clips, run every point on every clip, write all outputs; returns the rows."""
     notes = Notes()
+    commit = describe_commit()    # at the start: the code that produces the figures
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = sorted(set(names) - set(ALL_CODECS))
     if unknown:
@@ -236,16 +237,16 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
             write_csv(rows, args.out / "results.csv")
     for package in sorted(meters.missing):
         notes.add(f"{package} not installed: its metric is left empty (run bench/setup.sh)")
-    write_outputs(rows, args, argv, notes)
+    write_outputs(rows, args, argv, notes, commit)
     return rows
 
 
 def write_outputs(rows: Sequence[Row], args: argparse.Namespace, argv: Sequence[str],
-                  notes: Notes) -> None:
+                  notes: Notes, commit: str) -> None:
     write_csv(rows, args.out / "results.csv")
     groups = summarise(rows)
     command = "python -m bench.rd " + " ".join(shlex.quote(a) for a in argv)
-    write_summary(groups, args.out / "summary.md", command=command, commit=describe_commit(),
+    write_summary(groups, args.out / "summary.md", command=command, commit=commit,
                   notes=notes.lines)
     plots = plot_metrics(groups, args.out)
     print(f"bench: {len(rows)} rows -> {args.out}/results.csv, summary.md, "
