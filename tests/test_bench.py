@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench import rd
+from bench import publish, rd
 from bench.align import align, apply_lag, find_lag
 from bench.classic import CLASSIC_CODECS, ClassicPoint, packet_payload_bytes
 from bench.clips import ClipSource, join_short, pick_per_kind, prepare_clip, sources_from_paths
@@ -139,6 +139,9 @@ def test_rd_end_to_end(input_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
     assert "| speech | fake | 8k | 2 |" in summary and "Commit:" in summary
     assert (out / "snr_db.png").stat().st_size > 1000
     assert (out / "mel_distance.png").exists()
+    section = publish.render("model card words", out)
+    assert section.startswith("## Latest results") and "| all | fake | 8k | 2 |" in section
+    assert "![SI-SDR](results/si_sdr_db.png)" in section
 
     # A re-run reusing the classic rows runs no classic codec and gives the same rows.
     def no_run(*args: object) -> Coded:
