@@ -141,6 +141,8 @@ class ClassicPoint:
         decoded_path = workdir / f"{stem}.decoded.wav"
         encode_s = run_tool(self.codec.encode_command(wav_path, coded_path,
                                                       int(self.nominal_kbps)))
+        if not coded_path.exists() or coded_path.stat().st_size == 0:
+            raise ToolError(f"{self.label}: the encoder wrote no data")
         decode_s = run_tool(self.codec.decode_command(coded_path, decoded_path,
                                                                 clip.sample_rate))
         audio, decoded_rate = sf.read(str(decoded_path), dtype="float32", always_2d=True)
