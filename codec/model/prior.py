@@ -68,10 +68,13 @@ class FactorizedPrior(nn.Module):
         return -torch.log2(p).sum()
 
     @torch.no_grad()
-    def export_pmfs(self, max_symbol: int = 4096, tail_mass: float = 1e-7
-                    ) -> tuple[list[NDArray[np.float64]], list[int]]:
+    def export_pmfs(self, max_symbol: int = 4096, tail_mass: float = 1e-7,
+                    max_length: int = 1024) -> tuple[list[NDArray[np.float64]], list[int]]:
         """Per table: pmf over the integer range that holds all but tail_mass, and its offset.
 
+        A very wide density gets a larger tail mass (x10 at a time) until its range
+        fits max_length entries: every entry costs at least one count of the
+        integer table, so hundreds of far-tail entries would not fit 2**16.
         Evaluated in float64 so the tails are resolved. Symbols outside a
         table's range are still coded exactly, through the escape entry of the
         integer tables (codec.entropy).
@@ -85,6 +88,11 @@ class FactorizedPrior(nn.Module):
         offsets: list[int] = []
         for cdf in cdfs:
             lo, hi = _support(cdf, tail_mass)
+            tail = tail_mass
+            while hi - lo + 1 > max_length and tail < 0.1:
+                tail *= 10
+                lo, hi = _support(cdf, tail)
+            hi = min(hi, lo + max_length - 1)
             pmfs.append(np.clip(np.diff(cdf)[lo:hi + 1], 0.0, 1.0))
             offsets.append(int(grid[lo].item()))
         return pmfs, offsets

@@ -12,6 +12,7 @@ overhead (header, chunk framing) is not included; it is reported by the API.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,12 @@ def load_trainable(checkpoint: Path) -> tuple[TrainableCodec, TrainConfig, int]:
 
 
 def export_tables(model: TrainableCodec, precision: int) -> CdfTable:
-    """Integer CDF tables of every (rate point, channel), via CdfTable.from_pmfs."""
-    pmfs, offsets = model.prior.export_pmfs()
+    """Integer CDF tables of every (rate point, channel), via CdfTable.from_pmfs.
+
+    A table may hold at most 2**(precision - 6) entries, so that the count floor
+    of 1 per entry takes at most 1/64 of the probability mass.
+    """
+    pmfs, offsets = model.prior.export_pmfs(max_length=2 ** (precision - 6))
     return CdfTable.from_pmfs(pmfs, offsets, precision)
 
 
@@ -102,12 +107,19 @@ def measure_kbps(model: TrainableCodec, tables: CdfTable,
     return tuple(rates)
 
 
-def export(checkpoint: Path, corpus: Path, out_stem: Path) -> ModelConfig:
-    """Write the shipped files for a checkpoint; returns the config with measured rates."""
+def export(checkpoint: Path, corpus: Path, out_stem: Path,
+           precision: int | None = None) -> ModelConfig:
+    """Write the shipped files for a checkpoint; returns the config with measured rates.
+
+    `precision` (bits of the integer CDF tables) defaults to the model config's.
+    """
     model, _, _ = load_trainable(checkpoint)
-    tables = export_tables(model, model.config.cdf_precision)
+    config = model.config
+    if precision is not None:
+        config = dataclasses.replace(config, cdf_precision=precision)
+    tables = export_tables(model, config.cdf_precision)
     clips = read_eval_audio(eval_clips(corpus), model.config.model_rate)
-    config = model.config.with_measured(measure_kbps(model, tables, clips))
+    config = config.with_measured(measure_kbps(model, tables, clips))
     save_model(out_stem, config, model.encoder, model.decoder, model.quantizer, tables)
     return config
 
@@ -118,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", required=True, type=Path, help="corpus root (held-out clips)")
     p.add_argument("--out", type=Path, default=Path("codec/pretrained/aec-base"),
                    help="output name stem (default codec/pretrained/aec-base)")
+    p.add_argument("--precision", type=int,
+                   help="CDF table precision in bits (default: the model config's)")
     p.add_argument("--threads", type=int, help="torch threads (1 is faster beside a training job)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = export(args.checkpoint, args.corpus, args.out)
+    config = export(args.checkpoint, args.corpus, args.out, args.precision)
     for rp in config.rate_points:
         print(f"rate point {rp.index}: nominal {rp.nominal_kbps} kbps, "
               f"measured {rp.measured_kbps} kbps", file=sys.stderr)
