@@ -280,6 +280,17 @@ def test_atomic_output_removes_its_temp_file_on_error(tmp_path) -> None:
     assert oct((tmp_path / "x.bin").stat().st_mode & 0o777) != oct(0o600)
 
 
+def test_progress_callbacks_count_up_to_the_total(tiny, tmp_path) -> None:
+    seen: list[tuple[int, int]] = []
+    tiny.encode_file(STEREO, tmp_path / "p.aec", progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1] == (66150, 66150)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    seen.clear()
+    tiny.decode_file(tmp_path / "p.aec", tmp_path / "p.wav",
+                     progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (66150, 66150)
+
+
 # ---------------------------------------------------------------- devices
 
 
