@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, default=None,
                         help="aec weights (.json config path); default: shipped model")
     parser.add_argument("--device", default="cpu", help="aec device (default cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for aec (default 1: on a shared machine more "
+                             "threads oversubscribe the cores; use bench.speed for speed)")
     parser.add_argument("--max-lag-ms", type=float, default=100.0,
                         help="alignment search window +-ms (default 100)")
     parser.add_argument("--no-perceptual", action="store_true",
@@ -109,7 +112,10 @@ def classic_points(names: Sequence[str], notes: Notes) -> list[CodecPoint]:
 def aec_points(args: argparse.Namespace, notes: Notes) -> list[CodecPoint]:
     """The aec rate points, or none (with a note) if the API or weights are not usable."""
     try:
+        import torch
+
         from bench.neural import load_aec_points
+        torch.set_num_threads(max(1, args.threads))
         return list(load_aec_points(args.weights, args.device))
     except (ImportError, OSError, RuntimeError, ValueError) as error:  # AecError included
         notes.add(f"aec skipped: {type(error).__name__}: {error}")

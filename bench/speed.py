@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="minimum length of the concatenated input (default 60)")
     parser.add_argument("--codecs", default="aec,opus,mp3,aac,vorbis")
     parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--threads", default="1,2",
+                        help="torch CPU thread counts to time aec with (default 1,2)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="time each setting N times and keep the fastest (default 2)")
     return parser
@@ -122,15 +124,20 @@ def time_aec(codec: Any, clip: Clip, device: str, batch: int, repeats: int
     return rows
 
 
-def aec_rows(clip: Clip, weights: Path | None, repeats: int, notes: list[str]
-             ) -> list[SpeedRow]:
-    """aec on CPU, and on CUDA with batching when a GPU is present."""
+def aec_rows(clip: Clip, weights: Path | None, repeats: int, threads: Sequence[int],
+             notes: list[str]) -> list[SpeedRow]:
+    """aec on CPU at each torch thread count, and on CUDA with batching when present."""
     try:
         import torch
 
         from codec.api import Codec
-        rows = time_aec(Codec.load(weights, device="cpu"), clip,
-                        f"cpu ({torch.get_num_threads()} threads)", 1, repeats)
+        cpu = Codec.load(weights, device="cpu")
+        rows = []
+        default_threads = torch.get_num_threads()
+        for count in threads:
+            torch.set_num_threads(count)
+            rows += time_aec(cpu, clip, f"cpu ({count} thread{'s' * (count > 1)})", 1, repeats)
+        torch.set_num_threads(default_threads)
         if not torch.cuda.is_available():
             notes.append("aec on GPU: skipped, no CUDA device on this machine")
             return rows
@@ -178,7 +185,9 @@ def write_speed(rows: Sequence[SpeedRow], out: Path, command: str, notes: Sequen
     lines += [f"| {r.codec} | {r.nominal_kbps:g} | {r.device} | {r.batch} | "
               f"{r.encode_x_rt:.1f} | {r.decode_x_rt:.1f} |" for r in rows]
     lines += ["", "Classic codecs: wall time of the command-line tool, start-up and file I/O "
-              "included. aec: in-process `Codec.encode`/`decode` after one warm-up call.", ""]
+              "included. aec: in-process `Codec.encode`/`decode` after one warm-up call, "
+              "at each torch thread count. On a machine whose cores are busy with other "
+              "work, 2 threads can be 10x slower than 1 (threads wait on each other).", ""]
     lines += [f"- {note}" for note in notes]
     (out / "speed.md").write_text("\n".join(lines) + "\n")
 
@@ -192,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aec-speed-") as tmp:
         clip = long_clip(args, Path(tmp))
         print(f"bench.speed: input {clip.duration_s:.1f} s", file=sys.stderr)
-        rows = aec_rows(clip, args.weights, args.repeats, notes) if "aec" in names else []
+        threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        rows = (aec_rows(clip, args.weights, args.repeats, threads, notes)
+                if "aec" in names else [])
         rows += time_classic(clip, names, Path(tmp), args.repeats)
     command = "python -m bench.speed " + " ".join(shlex.quote(a) for a in argv)
     write_speed(rows, args.out, command, notes, clip)

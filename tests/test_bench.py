@@ -225,7 +225,7 @@ def test_speed_bench_writes_table(input_dir: Path, tmp_path: Path,
     monkeypatch.setattr(api.Codec, "load", staticmethod(lambda *a, **k: tiny))
     out = tmp_path / "speed"
     assert speed.main(["--input", str(input_dir), "--out", str(out), "--seconds", "5",
-                       "--codecs", "aec,opus", "--repeats", "1"]) == 0
+                       "--codecs", "aec,opus", "--repeats", "1", "--threads", "1"]) == 0
     with open(out / "speed.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     aec_rows = [r for r in rows if r["codec"] == "aec" and r["device"].startswith("cpu")]
