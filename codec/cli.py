@@ -56,6 +56,17 @@ def _kbps(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for --threads: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
                 output: bool = True) -> None:
     """Options shared by the subcommands that load a model or write a file."""
@@ -64,6 +75,9 @@ def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
                             help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
         parser.add_argument("--weights", metavar="PATH", default=None,
                             help="model weights to use (default: the shipped aec-base)")
+        parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                            help="CPU threads for the networks (default: torch's choice; "
+                                 "1 is often fastest on a busy machine)")
     if output:
         parser.add_argument("-f", "--force", action="store_true",
                             help="overwrite the output if it exists")
@@ -188,6 +202,10 @@ def _check_paths(args: argparse.Namespace, output: str | None) -> None:
 def _load_codec(args: argparse.Namespace, need_encoder: bool = True) -> Codec:
     from codec.api import Codec
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     return Codec.load(args.weights, device=args.device, need_encoder=need_encoder)
 
 
