@@ -7,6 +7,8 @@ reason only while no weights are shipped (never silently otherwise).
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,31 @@ def tiny():
 
     return Codec(make_tiny_model(0), torch.device("cpu"), frames_per_chunk=10,
                  chunks_per_window=2)
+
+
+class PipeReader(io.RawIOBase):
+    """A non-seekable source with short reads of at most `max_read` bytes, like stdin."""
+
+    def __init__(self, data: bytes, max_read: int) -> None:
+        self._buf = io.BytesIO(data)
+        self._max_read = max_read
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._buf.read(min(n, self._max_read) if n and n > 0 else n)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is faster, and kinder to a training job on the same CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

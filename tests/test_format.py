@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+from conftest import PipeReader
 
 from codec import format as fmt
 from codec.errors import (
@@ -61,20 +62,9 @@ def split_header(data: bytes) -> tuple[bytes, bytes]:
     return data[11 : 11 + size], data[11 + size + 4 :]
 
 
-class NonSeekable(io.RawIOBase):
-    """A pipe-like reader: no seek, no tell, short reads."""
-
-    def __init__(self, data: bytes) -> None:
-        self._buf = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, n: int = -1) -> bytes:
-        return self._buf.read(min(n, 7) if n and n > 0 else n)
+def NonSeekable(data: bytes) -> PipeReader:
+    """A pipe-like reader: no seek, no tell, reads of at most 7 bytes."""
+    return PipeReader(data, 7)
 
 
 # --- layout ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PipeReader
 
 from codec import format as fmt
 from codec.entropy import CdfTable, decode_symbols
@@ -44,20 +45,9 @@ def load_tables() -> CdfTable:
 TABLES = load_tables()
 
 
-class Pipe(io.RawIOBase):
-    """A non-seekable source with short reads, like stdin."""
-
-    def __init__(self, data: bytes) -> None:
-        self._buf = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, n: int = -1) -> bytes:
-        return self._buf.read(min(n, 4093) if n and n > 0 else n)
+def Pipe(data: bytes) -> PipeReader:
+    """A non-seekable source with reads of at most 4093 bytes, like stdin."""
+    return PipeReader(data, 4093)
 
 
 def decode_everything(data: bytes, ignore_errors: bool, pipe: bool = False) -> str:

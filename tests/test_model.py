@@ -16,13 +16,7 @@ HOP = 80
 LATENT = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny tensors: one thread is faster, and kinder to a training job on the same CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

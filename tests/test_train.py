@@ -23,13 +23,7 @@ from codec.weights import ModelConfig, RatePoint
 RATE = 24000
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny tensors: one thread is faster, and kinder to a training job on the same CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides: object) -> TrainConfig:
