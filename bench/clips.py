@@ -9,6 +9,7 @@ samples read back.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from collections import defaultdict
@@ -224,3 +225,18 @@ def concatenate_clips(clips: Sequence[Clip], min_seconds: float, workdir: Path,
     sf.write(str(wav_path), audio, sample_rate, subtype="PCM_16")
     reference, _ = sf.read(str(wav_path), dtype="float32")
     return Clip(name, "mixed", "mixed", wav_path, reference, sample_rate)
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--input PATH... | --corpus DIR [--split S]` choice shared by the bench commands."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, nargs="+", help="audio files or folders")
+    source.add_argument("--corpus", type=Path, help="training corpus root (uses --split)")
+    parser.add_argument("--split", default="valid", help="corpus split (default: valid)")
+
+
+def sources_from_args(args: argparse.Namespace) -> list[ClipSource]:
+    """The clip sources that `add_source_arguments`' options name."""
+    if args.corpus is not None:
+        return sources_from_corpus(args.corpus, args.split)
+    return sources_from_paths(args.input)

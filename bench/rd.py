@@ -54,10 +54,7 @@ class Notes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.rd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", type=Path, nargs="+", help="audio files or folders")
-    source.add_argument("--corpus", type=Path, help="training corpus root (uses --split)")
-    parser.add_argument("--split", default="valid", help="corpus split (default: valid)")
+    clip_sources.add_source_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--max-clips-per-kind", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=10.0,
@@ -85,10 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_sources(args: argparse.Namespace) -> list[clip_sources.ClipSource]:
-    if args.corpus is not None:
-        sources = clip_sources.sources_from_corpus(args.corpus, args.split)
-    else:
-        sources = clip_sources.sources_from_paths(args.input)
+    sources = clip_sources.sources_from_args(args)
     if args.min_seconds > 0:
         sources = clip_sources.join_short(sources, args.min_seconds)
     return clip_sources.pick_per_kind(sources, args.max_clips_per_kind)

@@ -55,10 +55,7 @@ class SpeedRow:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", type=Path, nargs="+", help="audio files or folders")
-    source.add_argument("--corpus", type=Path, help="training corpus root (uses --split)")
-    parser.add_argument("--split", default="valid")
+    clip_sources.add_source_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="minimum length of the concatenated input (default 60)")
@@ -154,10 +151,7 @@ def aec_rows(clip: Clip, weights: Path | None, repeats: int, threads: Sequence[i
 
 def long_clip(args: argparse.Namespace, workdir: Path) -> Clip:
     """Real clips concatenated (round-robin over kinds and packages) to >= --seconds."""
-    if args.corpus is not None:
-        sources = clip_sources.sources_from_corpus(args.corpus, args.split)
-    else:
-        sources = clip_sources.sources_from_paths(args.input)
+    sources = clip_sources.sources_from_args(args)
     sources = clip_sources.pick_per_kind(sources, 12)
     clips, total = [], 0.0
     for source in sources:
