@@ -1,20 +1,30 @@
 """Audio in and out: files and arrays to float32 `[channels, samples]`, and back.
 
 Reading goes through python-soundfile (libsndfile: wav, flac, ogg/vorbis, opus, mp3,
-aiff, ...), block by block so that memory does not grow with duration.
-Resampling uses torchaudio's windowed-sinc resampler; `StreamResampler` applies
-it block by block with enough context on each side that the result equals
-resampling the whole signal at once (up to float rounding), so block seams are
-inaudible and memory stays bounded.
+aiff, ...), block by block so that memory does not grow with duration. Inputs that
+cannot seek (stdin, a named pipe, `<(process substitution)`) are read once into
+memory, since libsndfile needs to seek.
+Resampling uses libsoxr (python-soxr, "HQ"), which takes any pair of rates in
+constant memory; `StreamResampler` feeds it block by block, and the result is the
+same, sample for sample, as resampling the whole signal at once.
 
-Samples are float32 at full scale +-1.0. Integer PCM is scaled by 2**(bits - 1)
-(uint8 is offset by 128 first), like libsndfile does.
+Accepted in-memory input (`to_float32`, the library's input contract):
+
+- float16/32/64 (numpy or torch, bfloat16 too) at full scale +-1.0. Peaks up to
+  `MAX_FLOAT_PEAK` (2.0, +6 dBFS) are clipped to +-1.0; anything louder is an
+  AudioError that suggests normalising (it is usually PCM-scale data as float);
+- int16 (/ 2**15), int8 (/ 2**7), uint8 ((x - 128) / 2**7) and int32 (/ 2**31,
+  24/32-bit PCM as libsndfile gives it). An int32 array whose peak is within the
+  int16 range is refused: it is int16 audio in a wider container
+  (`.astype(np.int16)` fixes it);
+- int64 arrays and Python lists of ints are refused (ambiguous scale);
+- shape `[samples]` or `[channels, samples]`; an array with more channels than
+  samples and at most 8 samples per channel is refused with a hint to pass `.T`.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 import struct
 import sys
@@ -25,8 +35,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile
+import soxr
 import torch
-import torchaudio.functional as taf
 from numpy.typing import NDArray
 
 from codec.errors import AudioError, InputError, OutputError
@@ -52,12 +62,14 @@ MAX_CHANNELS = 255
 MAX_SAMPLE_RATE = 768_000
 #: Samples per channel read from a file at a time.
 BLOCK_SAMPLES = 1 << 16
-# torchaudio.functional.resample defaults, repeated to size the context of StreamResampler.
-_LOWPASS_FILTER_WIDTH = 6
-_ROLLOFF = 0.99
-# Largest reduced rate pair (orig * new after dividing by the gcd) resampled in one kernel:
-# torchaudio builds a [new, 1, ~orig] kernel, which for co-prime rates is gigabytes.
-_MAX_KERNEL_PHASES = 1_000_000
+#: The FLAC format's channel limit.
+MAX_FLAC_CHANNELS = 8
+#: Float input louder than this (linear peak) is refused; up to it, it is clipped to +-1.0.
+MAX_FLOAT_PEAK = 2.0
+#: Up to this many samples per channel, more channels than samples suggests `[samples, ch]`.
+_LIKELY_MAX_CHANNELS = 8
+#: libsoxr quality recipe: "HQ" (20-bit precision, 95 % bandwidth, linear phase).
+_SOXR_QUALITY = "HQ"
 
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 _WRITE_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
@@ -91,44 +103,86 @@ def check_sample_rate(sample_rate: int) -> int:
 
 
 def _pcm_to_float(array: NDArray[Any]) -> NDArray[np.float32]:
-    """Scale integer PCM to +-1.0 floats; floats pass through as float32."""
+    """Scale integer PCM to +-1.0 floats and range-check floats (module docstring)."""
     if array.dtype == np.uint8:
         return ((array.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
-    if np.issubdtype(array.dtype, np.signedinteger):
+    if array.dtype in (np.int8, np.int16, np.int32):
+        _refuse_narrow_int32(array)
         scale = float(2 ** (8 * array.dtype.itemsize - 1))
         return (array.astype(np.float64) / scale).astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        raise AudioError(f"{array.dtype} samples have no defined scale: pass int16 or int32 "
+                         f"PCM, or float in [-1, 1] (e.g. np.asarray(x, np.int16))")
     if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32, copy=False)
+        return _check_float_range(array.astype(np.float32, copy=False))
     raise AudioError(f"unsupported sample type {array.dtype} (use float or integer PCM)")
 
 
-def to_float32(audio: Any) -> NDArray[np.float32]:
-    """Any numpy array or torch tensor, `[samples]` or `[channels, samples]`, to float32 2-D.
+def _refuse_narrow_int32(array: NDArray[Any]) -> None:
+    """int16-range values in an int32 array would decode as near-silence: refuse them."""
+    if array.dtype != np.int32 or array.size == 0:
+        return
+    peak = int(np.abs(array.astype(np.int64)).max())
+    if 0 < peak <= 32768:
+        raise AudioError(f"int32 samples peak at {peak} of 2**31 (below -96 dBFS): this looks "
+                         f"like int16 audio in an int32 array; pass audio.astype(np.int16)")
 
-    Raises AudioError for other shapes, too many channels (with a hint when the
-    array looks transposed) and non-finite samples.
-    """
+
+def _check_float_range(array: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Non-finite or louder than MAX_FLOAT_PEAK: AudioError; otherwise clipped to +-1.0."""
+    if not np.all(np.isfinite(array)):
+        raise AudioError("audio contains NaN or infinite samples")
+    peak = float(np.abs(array).max()) if array.size else 0.0
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"float samples peak at {peak:.6g}, but float audio must lie within "
+                         f"+-1.0 (up to +-{MAX_FLOAT_PEAK:g} is clipped): normalise it, e.g. "
+                         f"divide int16-scale data by 32768")
+    return np.clip(array, -1.0, 1.0) if peak > 1.0 else array
+
+
+def _as_array(audio: Any) -> NDArray[Any]:
+    """A numpy view of a numpy array, torch tensor (any float dtype) or nested list."""
     if isinstance(audio, torch.Tensor):
-        audio = audio.detach().to("cpu").numpy()
-    array = np.asarray(audio)
+        tensor = audio.detach().to("cpu")
+        if tensor.is_complex():
+            raise AudioError(f"unsupported sample type {tensor.dtype} (use float or integer PCM)")
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+            tensor = tensor.to(torch.float32)          # bfloat16 has no numpy dtype
+        return tensor.numpy()
+    try:
+        return np.asarray(audio)
+    except (ValueError, TypeError) as exc:
+        raise AudioError(f"audio is not a rectangular array of samples ({exc})") from None
+
+
+def _check_shape(array: NDArray[Any]) -> NDArray[Any]:
+    """`[samples]` -> `[1, samples]`; refuse other ranks, no channels, likely transpositions."""
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
         raise AudioError(f"audio must be [samples] or [channels, samples], got shape {array.shape}")
-    if array.shape[0] > MAX_CHANNELS:
-        transposed = array.shape[1] <= MAX_CHANNELS
-        hint = " (is it [samples, channels]? pass audio.T)" if transposed else ""
-        raise AudioError(f"{array.shape[0]} channels exceed the limit of {MAX_CHANNELS}{hint}")
-    if array.shape[0] == 0:
+    channels, samples = array.shape
+    if channels == 0:
         raise AudioError("audio has no channels")
-    result = np.ascontiguousarray(_pcm_to_float(array))
-    if not np.all(np.isfinite(result)):
-        raise AudioError("audio contains NaN or infinite samples")
-    return result
+    if channels > max(2, samples) and samples <= _LIKELY_MAX_CHANNELS:
+        raise AudioError(f"audio of shape {array.shape} would be {channels} channels of "
+                         f"{samples} samples: is it [samples, channels]? pass audio.T")
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{channels} channels exceed the limit of {MAX_CHANNELS}")
+    return array
+
+
+def to_float32(audio: Any) -> NDArray[np.float32]:
+    """Any numpy array, torch tensor or list, `[samples]` or `[channels, samples]`, to float32.
+
+    Follows the input contract of the module docstring: integer PCM is scaled by
+    its width, float is range-checked, anything ambiguous is an AudioError with a hint.
+    """
+    return np.ascontiguousarray(_pcm_to_float(_check_shape(_as_array(audio))))
 
 
 def _open_input(source: str | Path | BinaryIO) -> str | BinaryIO:
-    """Resolve '-' to a seekable copy of stdin; a missing path raises InputError."""
+    """Resolve '-', pipes and FIFOs to an in-memory copy (read once); check paths."""
     if isinstance(source, (str, Path)) and str(source) == "-":
         return io.BytesIO(sys.stdin.buffer.read())
     if isinstance(source, (str, Path)):
@@ -139,25 +193,83 @@ def _open_input(source: str | Path | BinaryIO) -> str | BinaryIO:
             raise InputError(f"{path}: is a directory")
         if not os.access(path, os.R_OK):
             raise InputError(f"{path}: permission denied")
+        if not path.is_file():               # a FIFO, /dev/fd/N: cannot seek, read it once
+            return io.BytesIO(_read_all(path))
         return str(path)
     return source
+
+
+def _read_all(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fileobj:
+            return fileobj.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def wav_declared_frames(target: str | BinaryIO) -> int | None:
+    """Sample frames a RIFF/WAVE header declares in its data chunk (None: unknown).
+
+    libsndfile silently shortens a truncated WAV to what is present; comparing with
+    this tells a truncated file from a complete one. Streaming writers put 0 or
+    0xFFFFFFFF in the size when they do not know it: that is "unknown", not damage.
+    """
+    head = _peek(target, 1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    at, block_align = 12, 0
+    while at + 8 <= len(head):
+        kind, size = head[at:at + 4], struct.unpack("<I", head[at + 4:at + 8])[0]
+        if kind == b"fmt " and at + 20 <= len(head):
+            block_align = struct.unpack("<H", head[at + 20:at + 22])[0]
+        if kind == b"data":
+            unknown = size in (0, 0xFFFFFFFF) or block_align == 0
+            return None if unknown else size // block_align
+        at += 8 + size + (size & 1)
+    return None
+
+
+def _peek(target: str | BinaryIO, count: int) -> bytes:
+    if isinstance(target, str):
+        with open(target, "rb") as fileobj:
+            return fileobj.read(count)
+    here = target.tell()
+    try:
+        return target.read(count)
+    finally:
+        target.seek(here)
 
 
 class AudioReader:
     """Streaming reader of one audio file (or '-' for stdin, or a binary file object).
 
     Use as a context manager; `blocks()` yields float32 `[channels, n]` blocks so a
-    long file never sits in memory whole.
+    long file never sits in memory whole. `missing_samples` counts samples per
+    channel that a truncated WAV declares but does not hold (libsndfile reads what
+    is there); with `strict=True` such a file is an AudioError instead.
     """
 
-    def __init__(self, source: str | Path | BinaryIO) -> None:
+    def __init__(self, source: str | Path | BinaryIO, *, strict: bool = False) -> None:
         self.name = str(source) if isinstance(source, (str, Path)) else "<stream>"
         target = _open_input(source)
+        declared = wav_declared_frames(target) if _can_peek(target) else None
         try:
             self._file = soundfile.SoundFile(target)
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
             raise AudioError(f"{self.name}: not a supported audio file ({exc})") from None
         self.info = self._make_info()
+        self.missing_samples = max(0, (declared or 0) - self.info.num_samples)
+        if strict and self.missing_samples:
+            self.close()
+            raise AudioError(self.truncation_message())
+
+    def truncation_message(self) -> str:
+        """One line about a truncated input (empty if it is complete)."""
+        if not self.missing_samples:
+            return ""
+        declared = self.info.num_samples + self.missing_samples
+        return (f"{self.name}: truncated: the header declares {declared} samples, "
+                f"{self.info.num_samples} are present")
 
     def _make_info(self) -> AudioInfo:
         f = self._file
@@ -187,10 +299,10 @@ class AudioReader:
             data = self._file.read(count, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
-        block = np.ascontiguousarray(data.T)
-        if not np.all(np.isfinite(block)):
-            raise AudioError(f"{self.name}: audio contains NaN or infinite samples")
-        return block
+        try:
+            return _check_float_range(np.ascontiguousarray(data.T))
+        except AudioError as exc:
+            raise AudioError(f"{self.name}: {exc}") from None
 
     def read_all(self) -> NDArray[np.float32]:
         """The whole file as one float32 `[channels, samples]` array."""
@@ -207,6 +319,15 @@ class AudioReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _can_peek(target: str | BinaryIO) -> bool:
+    if isinstance(target, str):
+        return True
+    try:
+        return bool(target.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def read_audio(source: str | Path | BinaryIO) -> tuple[NDArray[np.float32], int]:
@@ -315,6 +436,9 @@ class WavPipeWriter:
 def open_writer(fileobj: BinaryIO, sample_rate: int, channels: int, num_samples: int,
                 kind: str, subtype: str) -> AudioWriter | WavPipeWriter:
     """A streaming writer for fileobj: libsndfile if it can seek, else a WAV pipe writer."""
+    if kind == "FLAC" and channels > MAX_FLAC_CHANNELS:
+        raise AudioError(f"FLAC holds at most {MAX_FLAC_CHANNELS} channels, the audio has "
+                         f"{channels} (write .wav instead)")
     if fileobj.seekable():
         return AudioWriter(fileobj, sample_rate, channels, kind, subtype)
     if kind != "WAV":
@@ -336,79 +460,54 @@ def resampled_length(num_samples: int, from_rate: int, to_rate: int) -> int:
 
 
 class StreamResampler:
-    """Resample an unbounded signal block by block, equal to resampling it whole.
+    """Resample an unbounded signal block by block (libsoxr), equal to resampling it whole.
 
-    torchaudio's resampler computes output j from the inputs within `width` of
-    time j * from / to. We keep `margin` (>= width + one period, a multiple of the
-    reduced input period) of input on each side of every block we resample and
-    start blocks on period boundaries, so each output sample sees exactly the
-    inputs (or zero padding past the ends) it would see in one whole-signal call.
+    Any pair of integer rates works, in constant memory. libsoxr compensates its
+    filter delay, so output sample j is at time j / to_rate; the total length is
+    exactly `resampled_length(pushed, from_rate, to_rate)` (libsoxr's rounding is
+    topped up with zeros, which is what the signal's zero padding would give).
     """
 
     def __init__(self, from_rate: int, to_rate: int, channels: int) -> None:
-        common = math.gcd(from_rate, to_rate)
-        self.orig, self.new = from_rate // common, to_rate // common
-        if self.orig * self.new > _MAX_KERNEL_PHASES:
-            raise AudioError(f"cannot resample {from_rate} Hz to {to_rate} Hz: the rates share "
-                             f"too small a divisor ({common}); resample the input first")
-        self.from_rate, self.to_rate = from_rate, to_rate
-        width = math.ceil(_LOWPASS_FILTER_WIDTH * self.orig / (min(self.orig, self.new) * _ROLLOFF))
-        self.margin = -(-(width + self.orig) // self.orig) * self.orig
-        self._buffer = np.zeros((channels, 0), dtype=np.float32)
-        self._buffer_start = 0       # input index of _buffer[:, 0]
+        self.from_rate, self.to_rate, self.channels = from_rate, to_rate, channels
+        self._soxr = None if from_rate == to_rate else soxr.ResampleStream(
+            from_rate, to_rate, channels, dtype="float32", quality=_SOXR_QUALITY)
         self._pushed = 0             # input samples pushed so far
         self._emitted = 0            # output samples returned so far
 
     @property
     def identity(self) -> bool:
-        return self.orig == self.new
+        return self._soxr is None
 
     def push(self, block: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Add input samples; return every output sample that is now final."""
-        if self.identity:
-            self._pushed += block.shape[1]
+        """Add input samples `[channels, n]`; return the output samples that are ready."""
+        self._pushed += block.shape[1]
+        if self._soxr is None:
             self._emitted += block.shape[1]
             return block
-        self._buffer = np.concatenate([self._buffer, block], axis=1)
-        self._pushed += block.shape[1]
-        periods = (self._pushed - self.margin) // self.orig
-        return self._emit(max(self._emitted, periods * self.new))
+        return self._emit(self._soxr.resample_chunk(_interleaved(block)))
 
     def flush(self) -> NDArray[np.float32]:
         """Return the rest of the output, as if the input ended with zeros."""
-        if self.identity:
-            return self._buffer[:, :0]
-        total = resampled_length(self._pushed, self.orig, self.new)
-        return self._emit(total)
+        if self._soxr is None:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        empty = np.zeros((0, self.channels), dtype=np.float32)
+        tail = self._emit(self._soxr.resample_chunk(empty, last=True))
+        missing = resampled_length(self._pushed, self.from_rate, self.to_rate) - self._emitted
+        if missing <= 0:
+            self._emitted += missing
+            return tail[:, :tail.shape[1] + missing]
+        self._emitted += missing
+        return np.concatenate([tail, np.zeros((self.channels, missing), np.float32)], axis=1)
 
-    def _emit(self, stop: int) -> NDArray[np.float32]:
-        """Resample outputs [_emitted, stop) from the buffered input (zeros past the ends)."""
-        count = stop - self._emitted
-        if count <= 0:
-            return self._buffer[:, :0]
-        first_input = self._emitted // self.new * self.orig - self.margin
-        skip = (self._emitted % self.new) + self.margin * self.new // self.orig
-        length = -(-(skip + count) * self.orig // self.new) + self.margin
-        window = self._input_window(first_input, length)
-        out = taf.resample(torch.from_numpy(window), self.orig, self.new)
-        result = out.numpy()[:, skip: skip + count]
-        self._emitted = stop
-        self._drop_before(self._emitted // self.new * self.orig - self.margin)
-        return np.ascontiguousarray(result, dtype=np.float32)
+    def _emit(self, frames: NDArray[np.float32]) -> NDArray[np.float32]:
+        self._emitted += frames.shape[0]
+        return np.ascontiguousarray(frames.T, dtype=np.float32)
 
-    def _input_window(self, start: int, length: int) -> NDArray[np.float32]:
-        """Input samples [start, start + length), zeros where nothing was pushed."""
-        window = np.zeros((self._buffer.shape[0], length), dtype=np.float32)
-        lo, hi = max(start, self._buffer_start), min(start + length, self._pushed)
-        if hi > lo:
-            window[:, lo - start: hi - start] = self._buffer[:, lo - self._buffer_start:
-                                                                 hi - self._buffer_start]
-        return window
 
-    def _drop_before(self, index: int) -> None:
-        if index > self._buffer_start:
-            self._buffer = self._buffer[:, index - self._buffer_start:]
-            self._buffer_start = index
+def _interleaved(block: NDArray[np.float32]) -> NDArray[np.float32]:
+    """`[channels, n]` -> contiguous `[n, channels]`, as libsoxr takes it."""
+    return np.ascontiguousarray(block.T, dtype=np.float32)
 
 
 def resample(audio: NDArray[np.float32], from_rate: int, to_rate: int) -> NDArray[np.float32]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-import torchaudio.functional as taf
+import soxr
 
 from codec import audio
 from codec.errors import AudioError, InputError, OutputError
@@ -128,7 +128,9 @@ def test_writer_error_is_output_error() -> None:
                                                (24000, 16000), (22050, 24000), (48000, 24000)])
 def test_stream_resampler_equals_whole_signal(from_rate, to_rate, speech) -> None:
     signal = np.concatenate([speech[0], speech[0][:, ::-1]])[:, :20011]    # 2 channels
-    whole = taf.resample(torch.from_numpy(signal), from_rate, to_rate).numpy()
+    whole = soxr.resample(signal.T, from_rate, to_rate, quality="HQ").T
+    pad = audio.resampled_length(signal.shape[1], from_rate, to_rate) - whole.shape[1]
+    whole = np.pad(whole, ((0, 0), (0, pad)))           # ceil(n * to / from) samples
     resampler = audio.StreamResampler(from_rate, to_rate, 2)
     rng = np.random.default_rng(from_rate + to_rate)
     pieces, pos = [], 0
@@ -139,7 +141,7 @@ def test_stream_resampler_equals_whole_signal(from_rate, to_rate, speech) -> Non
     pieces.append(resampler.flush())
     blockwise = np.concatenate(pieces, axis=1)
     assert blockwise.shape == whole.shape
-    np.testing.assert_allclose(blockwise, whole, atol=1e-6)
+    np.testing.assert_array_equal(blockwise, whole)
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 7])
@@ -150,9 +152,17 @@ def test_resample_lengths_of_tiny_signals(length) -> None:
     assert audio.resampled_length(3, 8000, 24000) == 9
 
 
-def test_resampling_co_prime_rates_is_refused_clearly() -> None:
-    with pytest.raises(AudioError, match="resample"):
-        audio.StreamResampler(44101, 24000, 1)
+@pytest.mark.parametrize("from_rate,to_rate", [(44101, 24000), (44056, 24000), (12345, 24000),
+                                               (767999, 24000), (24000, 767999)])
+def test_any_rate_pair_resamples_in_bounded_blocks(from_rate, to_rate) -> None:
+    """Issue 13 item 18: co-prime and odd rates work (libsoxr), with exact lengths."""
+    t = np.arange(from_rate // 10) / from_rate
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)[None, :]
+    out = audio.resample(tone, from_rate, to_rate)
+    assert out.shape == (1, audio.resampled_length(tone.shape[1], from_rate, to_rate))
+    expected = np.sin(2 * np.pi * 440 * np.arange(out.shape[1]) / to_rate)
+    middle = slice(out.shape[1] // 4, 3 * out.shape[1] // 4)     # away from the edges
+    np.testing.assert_allclose(out[0, middle], expected[middle], atol=2e-3)
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
@@ -191,3 +201,63 @@ def test_open_writer_picks_the_pipe_writer_for_unseekable_outputs() -> None:
                       audio.WavPipeWriter)
     with pytest.raises(AudioError, match="only WAV"):
         audio.open_writer(Pipe(), 8000, 1, 10, "FLAC", "PCM_16")
+
+
+# ---------------------------------------------------------------- issue 13: input contract
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.array([0, 26541, -1000], np.int32), "astype\\(np.int16\\)"),      # int16 in int32
+    (np.array([0, 26541, -1000], np.int64), "no defined scale"),
+    ([0, 26541, -1000], "no defined scale"),                             # list of ints
+    (np.array([0.0, 26541.0, -1.0]), "normalise"),                       # PCM scale as float
+    (np.array([0.0, 3e38], np.float32), "normalise"),
+    (np.zeros((48, 2), np.float32), "audio.T"),                          # [n, ch], n <= 64
+    (np.zeros((6, 1), np.float32), "audio.T"),
+    ([[0.0, 1.0], [2.0]], "rectangular"),
+    (torch.zeros(4, dtype=torch.complex64), "sample type"),
+])
+def test_ambiguous_inputs_are_refused_with_a_hint(bad, message) -> None:
+    with pytest.raises(AudioError, match=message):
+        audio.to_float32(bad)
+
+
+def test_accepted_inputs_and_their_scales() -> None:
+    np.testing.assert_array_equal(audio.to_float32(np.array([0, 2**30], np.int32)), [[0, 0.5]])
+    np.testing.assert_array_equal(audio.to_float32(np.array([0, 64], np.int8)), [[0, 0.5]])
+    np.testing.assert_array_equal(audio.to_float32([0.0, 0.5, -0.25]), [[0, 0.5, -0.25]])
+    np.testing.assert_array_equal(audio.to_float32(np.array([1.5, -2.0, 0.5])), [[1, -1, 0.5]])
+    bf16 = torch.tensor([0.5, -0.25], dtype=torch.bfloat16)
+    np.testing.assert_array_equal(audio.to_float32(bf16), [[0.5, -0.25]])
+    assert audio.to_float32(np.zeros(3, np.int32)).shape == (1, 3)       # silence is fine
+    assert audio.to_float32(np.zeros((2, 1), np.float32)).shape == (2, 1)
+
+
+def _truncated_wav(tmp_path: Path, declared: int, present: int) -> Path:
+    full, half = tmp_path / "full.wav", tmp_path / "truncated.wav"
+    soundfile.write(str(full), np.zeros(declared, np.int16), 24000, subtype="PCM_16")
+    half.write_bytes(full.read_bytes()[: 44 + 2 * present])
+    return half
+
+
+def test_truncated_wav_is_flagged_and_refused_when_strict(tmp_path) -> None:
+    path = _truncated_wav(tmp_path, 144_000, 71_989)
+    with audio.AudioReader(path) as reader:
+        assert reader.info.num_samples == 71_989 and reader.missing_samples == 72_011
+        assert "declares 144000 samples, 71989 are present" in reader.truncation_message()
+    with pytest.raises(AudioError, match="truncated"):
+        audio.AudioReader(path, strict=True)
+    with audio.AudioReader(tmp_path / "full.wav", strict=True) as reader:
+        assert reader.missing_samples == 0 and reader.truncation_message() == ""
+
+
+def test_float_file_beyond_range_is_refused(tmp_path) -> None:
+    path = tmp_path / "loud.wav"
+    soundfile.write(str(path), np.array([0.0, 3e38], np.float32), 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="loud.wav: float samples peak"):
+        audio.read_audio(path)
+
+
+def test_flac_holds_at_most_8_channels() -> None:
+    with pytest.raises(AudioError, match="FLAC holds at most 8 channels"):
+        audio.open_writer(io.BytesIO(), 24000, 10, 100, "FLAC", "PCM_16")
