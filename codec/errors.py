@@ -30,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "AecError",
+    "UsageError",
     "InputError",
     "FormatError",
     "TruncatedError",
@@ -49,6 +50,12 @@ class AecError(Exception):
     """Base of all errors aec raises for bad input, files or environment."""
 
     exit_code: int = 1
+
+
+class UsageError(AecError, ValueError):
+    """A request that cannot be right whatever the files hold, e.g. output == input."""
+
+    exit_code = 2
 
 
 class InputError(AecError, OSError):

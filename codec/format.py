@@ -38,6 +38,7 @@ __all__ = [
     "MAX_TRAILER_BYTES", "MIN_CHUNK_RECORD_BYTES",
     "MetadataBlock", "StreamHeader", "Chunk", "SeekIndex", "StreamWriter", "StreamReader",
     "write_stream", "read_stream", "encode_varint", "crc32", "pack_chunk",
+    "check_sample_count",
     # re-exported so callers can catch them as format.FormatError etc.
     "FormatError", "TruncatedError", "LimitError", "ChecksumError", "UnsupportedVersionError",
 ]
@@ -314,10 +315,10 @@ def _read_header(src: _Source) -> tuple[StreamHeader, int]:
         raise FormatError(f"not an .aec stream: magic {magic!r}, expected {MAGIC!r}", 0)
     start = src.pos
     major, minor = _VERSION.unpack(src.read_exact(2, "version"))
+    if major == 0:
+        raise FormatError("damaged or not an .aec stream: format major 0 does not exist", start)
     if major != FORMAT_MAJOR:
-        raise UnsupportedVersionError(
-            f"format version {major}.{minor} is not supported; this reader knows "
-            f"{FORMAT_MAJOR}.{FORMAT_MINOR} (a newer major needs a newer aec)", start)
+        _refuse_other_major(src, major, minor, start)
     size = _read_varint(src, "header size")
     if size > MAX_HEADER_BYTES:
         raise LimitError(f"header size {size} exceeds MAX_HEADER_BYTES = {MAX_HEADER_BYTES}",
@@ -331,6 +332,47 @@ def _read_header(src: _Source) -> tuple[StreamHeader, int]:
         raise FormatError(f"header CRC-32 mismatch: stored {stored:08x}, computed "
                           f"{computed:08x}", body_at + size)
     return _parse_header_body(_Cursor(body, body_at), minor), minor
+
+
+def _refuse_other_major(src: _Source, major: int, minor: int, start: int) -> None:
+    """A newer major is UnsupportedVersionError only if its header CRC holds (spec §3.1).
+
+    The header framing (version, size, body, CRC) is the same in every major, so a
+    flipped version byte or random bytes after the magic fail the CRC: those are
+    damage (FormatError, exit 4), not a stream from the future.
+    """
+    try:
+        size = _read_varint(src, "header size")
+        if size > MAX_HEADER_BYTES:
+            raise LimitError(f"header size {size} exceeds MAX_HEADER_BYTES", start + 2)
+        body = src.read_exact(size, "header body")
+        stored = _U32.unpack(src.read_exact(4, "header CRC-32"))[0]
+    except FormatError as exc:
+        raise FormatError(f"damaged or not an .aec stream: format major {major}, "
+                          f"unreadable header ({exc})", start) from None
+    if stored != crc32(_VERSION.pack(major, minor) + encode_varint(size) + body):
+        raise FormatError(f"damaged or not an .aec stream: format major {major} with a "
+                          f"header CRC-32 mismatch", start)
+    raise UnsupportedVersionError(
+        f"format version {major}.{minor} is not supported; this reader knows "
+        f"{FORMAT_MAJOR}.{FORMAT_MINOR} (a newer major needs a newer aec)", start)
+
+
+def check_sample_count(header: StreamHeader) -> None:
+    """The frames must hold the samples the header promises (spec §3.2), else FormatError.
+
+    After resampling num_samples to model_rate (ceil) and dropping encoder_delay, the
+    decoder needs num_frames * hop_length >= model samples + encoder_delay; a header
+    that promises more (a forged num_samples or encoder_delay) would decode short.
+    """
+    model_samples = -(-header.num_samples * header.model_rate // header.sample_rate)
+    need = model_samples + header.encoder_delay if model_samples else 0
+    have = header.num_frames * header.hop_length
+    if need > have:
+        raise FormatError(f"header promises {header.num_samples} samples at "
+                          f"{header.sample_rate} Hz (= {model_samples} at {header.model_rate} Hz "
+                          f"after an encoder delay of {header.encoder_delay}), but its "
+                          f"{header.num_frames} frames hold only {have}")
 
 
 def _parse_header_body(cur: _Cursor, minor: int) -> StreamHeader:
@@ -394,6 +436,7 @@ class Chunk:
     num_frames: int
     payload: bytes | None
     error: FormatError | None = None
+    offset: int | None = field(default=None, compare=False)  # record start, when known
 
 
 def _chunk_crc(index: int, length_bytes: bytes, payload: bytes) -> int:
@@ -638,21 +681,22 @@ class StreamReader:
                     f"chunks {k}..{self.header.num_chunks - 1}: position unknown after damaged "
                     f"chunk {k - 1} and no seek index", walk.pos)
             return Chunk(k, frames, None, walk.unreachable)
+        at = walk.pos
         try:
             payload, size, crc_error = _read_chunk(self._src, k)
         except FormatError as exc:
             if not ignore_errors:
                 raise _with_chunk(exc, k) from None
             walk.lost = True
-            return Chunk(k, frames, None, _with_chunk(exc, k))
+            return Chunk(k, frames, None, _with_chunk(exc, k), at)
         walk.sizes.append(size)
         walk.pos += size
         if crc_error is not None:
             if not ignore_errors:
                 raise crc_error
             walk.lost = self.seek_index is not None  # trust the index over the length
-            return Chunk(k, frames, None, crc_error)
-        return Chunk(k, frames, payload)
+            return Chunk(k, frames, None, crc_error, at)
+        return Chunk(k, frames, payload, None, at)
 
     def _resync(self, walk: _ChunkWalk, k: int) -> bool:
         """Jump to chunk k via the seek index; False if there is none."""

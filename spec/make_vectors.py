@@ -135,10 +135,15 @@ def build(tables: CdfTable) -> dict[str, bytes]:
         "newer_minor.aec": newer_minor(tables),
         "damaged_chunk.aec": damaged(tables),
     }
-    newer_major = bytearray(vectors["one_chunk.aec"])
-    newer_major[8] = 2
-    vectors["newer_major.aec"] = bytes(newer_major)
+    vectors["newer_major.aec"] = newer_major(vectors["one_chunk.aec"])
     return vectors
+
+
+def newer_major(data: bytes) -> bytes:
+    """The one-chunk stream as major 2.0, with a header CRC that holds (spec §3.1)."""
+    size = data[10]
+    covered = bytes([2, 0]) + data[10 : 11 + size]
+    return fmt.MAGIC + covered + struct.pack("<I", fmt.crc32(covered)) + data[11 + size + 4 :]
 
 
 def decode_all(data: bytes, tables: CdfTable, ignore_errors: bool = False

@@ -141,11 +141,22 @@ def test_overhead_of_a_ten_second_6kbps_file_is_under_two_percent() -> None:
 # --- versions --------------------------------------------------------------------------
 
 def test_newer_major_is_refused_before_anything_else() -> None:
-    data = bytearray(write_stream(make_header(), payloads_for(make_header())))
-    data[8] = 2
+    body, rest = split_header(write_stream(make_header(), payloads_for(make_header())))
     with pytest.raises(UnsupportedVersionError, match="2.0"):
-        read_stream(bytes(data))
+        read_stream(rebuild(2, 0, body, rest))           # a valid 2.0 header CRC
     assert UnsupportedVersionError.exit_code == 6
+
+
+@pytest.mark.parametrize("major", [0, 2, 255])
+def test_major_0_or_a_major_failing_its_crc_is_damage(major: int) -> None:
+    """Issue 13 item 14: a flipped version byte is damage (exit 4), not a newer aec."""
+    data = bytearray(write_stream(make_header(), payloads_for(make_header())))
+    data[8] = major
+    with pytest.raises(FormatError, match="damaged or not an .aec stream") as info:
+        read_stream(bytes(data))
+    assert type(info.value) is FormatError and info.value.exit_code == 4
+    with pytest.raises(FormatError, match="damaged or not an .aec stream"):
+        read_stream(MAGIC + bytes([major]) + bytes(range(7, 40)))   # random bytes
 
 
 def test_newer_minor_is_read_skipping_unknown_fields_and_trailer_blocks() -> None:
