@@ -50,6 +50,12 @@ __all__ = [
     "encode_symbols",
     "decode_symbols",
     "ideal_bits",
+    "block_bits",
+    "push_block",
+    "pop_block",
+    "open_payload",
+    "check_empty",
+    "finish",
 ]
 
 CODER_ID = 1
@@ -158,6 +164,14 @@ class CdfTable:
         """Per table, the integer count of each entry (escape last); sums to 2**precision."""
         wide = self.cdf.astype(np.int64)
         return [wide[t, 1 : n + 1] - wide[t, :n] for t, n in enumerate(self.length.tolist())]
+
+    @cached_property
+    def costs(self) -> NDArray[np.float64]:
+        """[T, max length]: -log2 p of every entry (bits); padding entries cost 0."""
+        out = np.zeros((self.num_tables, int(self.length.max())), dtype=np.float64)
+        for t, c in enumerate(self.counts):
+            out[t, : c.size] = self.precision - np.log2(c.astype(np.float64))
+        return out
 
     @cached_property
     def _models(self) -> list[_Model]:
@@ -276,9 +290,13 @@ def _escape_pieces(values: NDArray[np.int64]) -> tuple[NDArray[np.int32], NDArra
 
 def _coded_indices(symbols: NDArray[np.int64], rows: NDArray[np.int64],
                    tables: CdfTable) -> tuple[NDArray[np.int32], NDArray[np.bool_]]:
-    """Table entry index of every symbol (escape entry for out-of-range ones)."""
-    offset = tables.offset.astype(np.int64)[rows][:, None]
-    escape = tables.length.astype(np.int64)[rows][:, None] - 1
+    """Table entry index of every symbol (escape entry for out-of-range ones).
+
+    `rows` holds the table of each symbol, or of each row of a 2-d `symbols`.
+    """
+    shape = (-1, 1) if symbols.ndim == 2 else (-1,)
+    offset = tables.offset.astype(np.int64)[rows].reshape(shape)
+    escape = tables.length.astype(np.int64)[rows].reshape(shape) - 1
     index = symbols - offset
     escaped = (index < 0) | (index >= escape)
     return np.where(escaped, escape, index).astype(np.int32), escaped
@@ -306,18 +324,57 @@ def encode_symbols(symbols: NDArray[np.int32], table_index: NDArray[np.int32],
     """
     wide = _check_symbols(symbols)
     rows = _row_tables(table_index, wide.shape[0], tables)
-    index, escaped = _coded_indices(wide, rows, tables)
-    widths, pieces, sizes = _escape_pieces(wide[escaped])
     coder = constriction.stream.stack.AnsCoder()
-    if pieces.size:  # a stack: push in reverse decoding order
+    push_block(coder, wide.reshape(-1), np.repeat(rows, wide.shape[1]), tables)
+    return finish(coder)
+
+
+def finish(coder: Any) -> bytes:
+    """The payload of a stack coder: its uint32 words, little-endian (spec §5.3)."""
+    return bytes(np.asarray(coder.get_compressed(), dtype=_WORD).tobytes())
+
+
+def _runs(table_of: NDArray[np.int64]) -> list[tuple[int, int, int]]:
+    """(start, stop, table) of every run of equal consecutive table ids."""
+    if not table_of.size:
+        return []
+    cuts = np.flatnonzero(np.diff(table_of)) + 1
+    starts = np.concatenate([[0], cuts]).tolist()
+    stops = np.concatenate([cuts, [table_of.size]]).tolist()
+    return [(a, b, int(table_of[a])) for a, b in zip(starts, stops)]
+
+
+def push_block(coder: Any, symbols: NDArray[np.int64], table_of: NDArray[np.int64],
+               tables: CdfTable) -> None:
+    """Push one block onto a stack coder, so that `pop_block` returns it (spec §5.4).
+
+    In decoding order a block is: every symbol's categorical step with its own
+    table (`table_of[i]`), then the escape widths, then the escape mantissas.
+    A stack pops last-in first: push blocks in reverse decoding order.
+    """
+    index, escaped = _coded_indices(symbols, table_of, tables)
+    widths, pieces, sizes = _escape_pieces(symbols[escaped])
+    if pieces.size:
         coder.encode_reverse(pieces, constriction.stream.model.Uniform(), sizes)
     if widths.size:
         coder.encode_reverse(widths, constriction.stream.model.Uniform(ESCAPE_WIDTH_SIZE))
     models = tables._models
-    for r in range(wide.shape[0] - 1, -1, -1):
-        if wide.shape[1]:
-            coder.encode_reverse(index[r], models[rows[r]])
-    return bytes(np.asarray(coder.get_compressed(), dtype=_WORD).tobytes())
+    for start, stop, t in reversed(_runs(table_of)):
+        coder.encode_reverse(index[start:stop], models[t])
+
+
+def pop_block(coder: Any, table_of: NDArray[np.int64], tables: CdfTable) -> NDArray[np.int64]:
+    """Inverse of `push_block`: the block's symbols (int64), FormatError on bad escapes."""
+    index = np.zeros(table_of.shape, dtype=np.int64)
+    models = tables._models
+    for start, stop, t in _runs(table_of):
+        index[start:stop] = coder.decode(models[t], stop - start)
+    out = index + tables.offset.astype(np.int64)[table_of]
+    escaped = index == tables.length.astype(np.int64)[table_of] - 1
+    if escaped.any():
+        out[escaped] = _decode_escapes(coder, int(escaped.sum()))
+        _check_escapes(out, escaped, table_of, tables)
+    return out
 
 
 def _payload_words(payload: bytes) -> NDArray[np.uint32]:
@@ -341,28 +398,21 @@ def decode_symbols(payload: bytes, table_index: NDArray[np.int32], num_symbols: 
     rows = _row_tables(table_index, num_rows, tables)
     if num_symbols < 0 or num_rows * num_symbols > MAX_CHUNK_SYMBOLS:
         raise LimitError(f"{num_rows} x {num_symbols} symbols outside 0..MAX_CHUNK_SYMBOLS")
-    coder = constriction.stream.stack.AnsCoder(_payload_words(payload))
-    index = _decode_rows(coder, rows, num_symbols, tables)
-    out = index.astype(np.int64) + tables.offset.astype(np.int64)[rows][:, None]
-    escape = tables.length.astype(np.int64)[rows][:, None] - 1
-    escaped = index == escape
-    if escaped.any():
-        out[escaped] = _decode_escapes(coder, int(escaped.sum()))
-        _check_escapes(out, escaped, rows, tables)
+    coder = open_payload(payload)
+    out = pop_block(coder, np.repeat(rows, num_symbols), tables)
+    check_empty(coder)
+    return out.reshape(rows.shape[0], num_symbols).astype(np.int32)
+
+
+def open_payload(payload: bytes) -> Any:
+    """A stack coder positioned to pop a payload's first symbol; FormatError if malformed."""
+    return constriction.stream.stack.AnsCoder(_payload_words(payload))
+
+
+def check_empty(coder: Any) -> None:
+    """After the last symbol the coder must be empty (spec §5.3)."""
     if not coder.is_empty():
         raise FormatError("payload has data left after the last symbol")
-    return out.astype(np.int32)
-
-
-def _decode_rows(coder: Any, rows: NDArray[np.int64], num_symbols: int,
-                 tables: CdfTable) -> NDArray[np.int64]:
-    """Table entry indices [rows, num_symbols], one coder call per row."""
-    index = np.zeros((rows.shape[0], num_symbols), dtype=np.int64)
-    if num_symbols:
-        models = tables._models
-        for r, t in enumerate(rows.tolist()):
-            index[r] = coder.decode(models[t], num_symbols)
-    return index
 
 
 def _decode_escapes(coder: Any, count: int) -> NDArray[np.int64]:
@@ -392,7 +442,7 @@ def _check_escapes(values: NDArray[np.int64], escaped: NDArray[np.bool_],
 
 def ideal_bits(symbols: NDArray[np.int32], table_index: NDArray[np.int32],
                tables: CdfTable) -> float:
-    """Sum of -log2 p of the symbols under the integer tables, escapes included.
+    """Sum of -log2 p of the symbols [rows, n] under the integer tables, escapes included.
 
     An escaped value costs -log2 p(ESCAPE) + log2(33)-ish for its width (the exact
     Uniform(33) probability) + its n - 1 mantissa bits: exactly the model the
@@ -400,12 +450,15 @@ def ideal_bits(symbols: NDArray[np.int32], table_index: NDArray[np.int32],
     """
     wide = _check_symbols(symbols)
     rows = _row_tables(table_index, wide.shape[0], tables)
-    index, escaped = _coded_indices(wide, rows, tables)
-    total = 0.0
-    for r, t in enumerate(rows.tolist()):
-        counts = tables.counts[t]
-        total += float(-np.log2(counts[index[r]] / float(1 << tables.precision)).sum())
-    widths, _, sizes = _escape_pieces(wide[escaped])
+    return block_bits(wide.reshape(-1), np.repeat(rows, wide.shape[1]), tables)
+
+
+def block_bits(symbols: NDArray[np.int64], table_of: NDArray[np.int64],
+               tables: CdfTable) -> float:
+    """Ideal bits of one block (`push_block`'s symbols and tables), escapes included."""
+    index, escaped = _coded_indices(symbols, table_of, tables)
+    total = float(tables.costs[table_of, index].sum())
+    widths, _, sizes = _escape_pieces(symbols[escaped])
     width_bits = -np.log2(_uniform_probability(widths, ESCAPE_WIDTH_SIZE) / 2.0**24)
     return total + float(width_bits.sum()) + float(np.log2(sizes.astype(np.float64)).sum())
 
