@@ -48,10 +48,11 @@ def rd_part(summary: str, results: Path) -> list[str]:
         f"measured at commit `{stamp(summary, 'Commit')}`. Full table, notes and per-clip "
         "rows: [`results/summary.md`](results/summary.md), "
         "[`results/results.csv`](results/results.csv).", "",
-        "### Headline: aec vs Opus near 6 and 12 kbps", "",
+        "### Headline: aec vs Opus and the MDCT + noise-filling floor near 6, 12 and 24 kbps", "",
         "aec is matched by its measured whole-file rate, Opus by its setting "
-        "(`--hard-cbr --bitrate 6|12`: its payload is on target, its file rate adds Ogg/Opus "
-        "headers).", "",
+        "(`--hard-cbr --bitrate K`: its payload is on target, its file rate adds Ogg/Opus "
+        "headers), mdct-nf (`bench/mdct_ref.py`) by its request (its step is searched per "
+        "clip so the whole stream lands just under it).", "",
         section(summary, "Headline: aec vs Opus"), "",
         "### All content kinds together", "",
         "PESQ-WB and STOI are speech-only; ViSQOL mixes speech mode (speech) and audio mode "

@@ -1,4 +1,5 @@
-"""Rate-distortion bench: aec at every rate point vs Opus, MP3, AAC-LC and Vorbis.
+"""Rate-distortion bench: aec at every rate point vs Opus, MP3, AAC-LC, Vorbis and the
+reference MDCT coders (plain "mdct" and band noise filling "mdct-nf", `bench.mdct_ref`).
 
     python -m bench.rd --corpus /work/corpus --split valid --out results/rd \
         --max-clips-per-kind 8 --max-seconds 10
@@ -25,13 +26,14 @@ from pathlib import Path
 
 from bench import clips as clip_sources
 from bench.align import align
-from bench.classic import CLASSIC_CODECS, ToolError
+from bench.classic import BENCH_KBPS, CLASSIC_CODECS, ToolError
 from bench.clips import Clip
 from bench.coding import CodecPoint, Coded
+from bench.reference import REFERENCE_CODERS, reference_points
 from bench.report import Row, plot_metrics, read_rows, summarise, write_csv, write_summary
 from bench.scoring import PerceptualMeters, resample, score
 
-ALL_CODECS = ("aec", *[c.name for c in CLASSIC_CODECS])
+ALL_CODECS = ("aec", *[c.name for c in CLASSIC_CODECS], *REFERENCE_CODERS)
 
 
 def warn(message: str) -> None:
@@ -64,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "at least S seconds (default 5; 0 = code every file alone)")
     parser.add_argument("--codecs", default=",".join(ALL_CODECS),
                         help=f"comma list from {','.join(ALL_CODECS)}")
+    parser.add_argument("--rates", default=",".join(map(str, BENCH_KBPS)),
+                        help="comma list of requested kbps for the classic and reference "
+                             "codecs (default %(default)s; aec uses its own rate points)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="aec weights (.json config path); default: shipped model")
     parser.add_argument("--device", default="cpu", help="aec device (default cpu)")
@@ -75,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-perceptual", action="store_true",
                         help="skip ViSQOL, PESQ and STOI (fast runs)")
     parser.add_argument("--reuse-classic", type=Path, default=None, metavar="CSV",
-                        help="take classic-codec rows from an earlier results.csv of the same "
-                             "clips instead of recomputing them (they do not depend on aec "
-                             "weights); aec is always run")
+                        help="take classic-codec and reference-coder (mdct, mdct-nf) rows from "
+                             "an earlier results.csv of the same clips instead of recomputing "
+                             "them (they do not depend on aec weights); aec is always run")
     return parser
 
 
@@ -88,7 +93,19 @@ def select_sources(args: argparse.Namespace) -> list[clip_sources.ClipSource]:
     return clip_sources.pick_per_kind(sources, args.max_clips_per_kind)
 
 
-def classic_points(names: Sequence[str], notes: Notes) -> list[CodecPoint]:
+def parse_rates(text: str) -> list[float]:
+    """The `--rates` list; anything but positive numbers is a usage error."""
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        rates = []
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise SystemExit(f"bench: --rates must be a comma list of positive kbps, got {text!r}")
+    return rates
+
+
+def classic_points(names: Sequence[str], notes: Notes, rates: Sequence[float]
+                   ) -> list[CodecPoint]:
     """Points of the requested classic codecs whose tools are installed."""
     points: list[CodecPoint] = []
     for codec in CLASSIC_CODECS:
@@ -99,7 +116,11 @@ def classic_points(names: Sequence[str], notes: Notes) -> list[CodecPoint]:
             notes.add(f"{codec.name} skipped: {', '.join(missing)} not installed "
                       "(run bench/setup.sh)")
             continue
-        points.extend(codec.points())
+        refused = [r for r in rates if r < codec.min_kbps]
+        if refused:
+            notes.add(f"{codec.name} not run at {', '.join(f'{r:g}' for r in refused)} kbps: "
+                      f"its tool refuses rates under {codec.min_kbps} kbps", echo=False)
+        points.extend(codec.points(rates))
     return points
 
 
@@ -147,6 +168,11 @@ def note_behaviour(clip: Clip, point: CodecPoint, coded: Coded, lag: int, max_la
         notes.add(f"{point.label}: decoder output is {coded.decoded_rate} Hz for "
                   f"{clip.sample_rate} Hz input (the encoder resampled); resampled back "
                   "before scoring", echo=False)
+    requested = point.nominal_kbps * clip.duration_s * 125.0    # bytes at the request
+    if point.codec_name != "aec" and coded.payload_bytes > 1.1 * requested:
+        notes.add(f"{point.label}: the tool codes above the request (payload "
+                  f"{coded.payload_bytes / clip.duration_s / 125.0:.1f} kbps on {clip.name}); "
+                  "rows show the measured rate", echo=False)
     if abs(lag) == max_lag:
         notes.add(f"{point.label} on {clip.name}: lag hit the search bound "
                   f"({lag} samples); alignment may be wrong")
@@ -156,7 +182,8 @@ ReuseKey = tuple[str, str, float, int]
 
 
 def load_reusable(path: Path | None) -> dict[ReuseKey, Row]:
-    """Classic-codec rows of an earlier run, keyed by clip, codec, rate and rate point."""
+    """Classic and reference-coder rows of an earlier run (every codec but aec), keyed by
+    clip, codec, rate and rate point."""
     if path is None:
         return {}
     return {(r.clip, r.codec, r.nominal_kbps, r.rate_point): r
@@ -215,7 +242,9 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
     unknown = sorted(set(names) - set(ALL_CODECS))
     if unknown:
         raise SystemExit(f"bench: unknown codec(s): {', '.join(unknown)}")
-    points = (aec_points(args, notes) if "aec" in names else []) + classic_points(names, notes)
+    rates = parse_rates(args.rates)
+    points = ((aec_points(args, notes) if "aec" in names else [])
+              + classic_points(names, notes, rates) + reference_points(names, rates))
     sources = select_sources(args)
     if not sources:
         raise SystemExit("bench: no input clips found")
@@ -223,8 +252,8 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
     meters = PerceptualMeters(use_visqol=perceptual, use_pesq=perceptual, use_stoi=perceptual)
     reusable = load_reusable(args.reuse_classic)
     if reusable:
-        notes.add(f"classic-codec rows reused from {args.reuse_classic} (an earlier run on the "
-                  "same clips; classic results do not depend on the aec weights)", echo=False)
+        notes.add(f"classic and reference rows reused from {args.reuse_classic} (an earlier "
+                  "run on the same clips; they do not depend on the aec weights)", echo=False)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="aec-bench-") as tmp:

@@ -47,7 +47,10 @@ KIND_ORDER = {k: i for i, k in enumerate(("speech", "music", "sfx", "other", "al
 CODEC_STYLES: dict[str, tuple[str, str]] = {
     "aec": ("black", "s"), "opus": ("tab:green", "o"), "mp3": ("tab:orange", "v"),
     "aac": ("tab:blue", "^"), "vorbis": ("tab:red", "D"),
+    "mdct": ("tab:gray", "x"), "mdct-nf": ("tab:purple", "P"),
 }
+#: Codecs the headline compares at each target rate: aec, Opus and the issue-9 floor.
+HEADLINE_CODECS: tuple[str, ...] = ("aec", "opus", "mdct-nf")
 
 
 @dataclass(frozen=True)
@@ -176,15 +179,16 @@ def _nearest(groups: Sequence[Group], kind: str, codec: str, kbps: float) -> Gro
     return min(candidates, key=lambda g: abs(math.log(rate(g) / kbps)), default=None)
 
 
-def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) -> str:
-    """aec vs Opus near each target rate: measured kbps, SI-SDR, mel distance, ViSQOL."""
+def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0, 24.0)) -> str:
+    """aec vs Opus and the noise-filling MDCT floor near each target rate: measured kbps,
+    SI-SDR, mel distance, ViSQOL, PESQ-WB (speech)."""
     head = ("| kind | target kbps | codec | kbps file | kbps payload | SI-SDR dB | mel dist | "
-            "ViSQOL |")
+            "ViSQOL | PESQ-WB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     kinds = sorted({g.kind for g in groups}, key=lambda k: (KIND_ORDER.get(k, 9), k))
     for kind in kinds:
         for target in targets:
-            for codec in ("aec", "opus"):
+            for codec in HEADLINE_CODECS:
                 g = _nearest(groups, kind, codec, target)
                 if g is None:
                     continue
@@ -194,7 +198,7 @@ def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0)) ->
                 lines.append(f"| {kind} | {target:g} | {name} | "
                              f"{_cell(m['kbps_file'])} | {_cell(m['kbps_payload'])} | "
                              f"{_cell(m['si_sdr_db'])} | {_cell(m['mel_distance'], 3)} | "
-                             f"{_cell(m['visqol'])} |")
+                             f"{_cell(m['visqol'])} | {_cell(m['pesq_wb'])} |")
     return "\n".join(lines)
 
 
