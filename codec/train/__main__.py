@@ -1,5 +1,10 @@
 """`python -m codec.train --data DIR... --out RUN_DIR [--config JSON] [--resume]`.
 
+SIGINT, SIGTERM and the end of `--time-budget` each write a resumable
+checkpoint before exiting. Exit status: 0 when the steps or the budget ran
+out, 128 + signal number (130, 143) after a signal, 11 when CUDA was asked
+for and is missing.
+
 Also reachable as `aec train` through `main(argv)`. Multi-process:
 `torchrun --nproc_per_node N -m codec.train ...` (gloo on CPU, nccl on CUDA).
 """
@@ -16,6 +21,7 @@ import torch
 
 from codec.train.config import TrainConfig
 from codec.train.loop import CHECKPOINT_DIR, train
+from codec.train.stopping import StopFlag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path,
                    help="start from this checkpoint folder (e.g. checkpoints/aec-base) "
                         "and continue its step count, optimizer and rate control")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu or cuda (default: auto = cuda when available)")
     p.add_argument("--steps", type=int, help="stop after this many total steps")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop (with a checkpoint) before this much wall time has passed")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on the conv stacks")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
@@ -70,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(args)
     if args.init_from is not None and not (args.out / CHECKPOINT_DIR / "state.json").exists():
         _seed_run(args.init_from, args.out)
-    state = train(cfg, args.data, args.out, resume=args.resume or args.init_from is not None,
-                  device=args.device, progress=not args.no_progress)
-    print(f"stopped at step {state.step}; checkpoint in {args.out / CHECKPOINT_DIR}",
+    with StopFlag(args.time_budget) as stop:
+        state = train(cfg, args.data, args.out, resume=args.resume or args.init_from is not None,
+                      device=args.device, progress=not args.no_progress, stop=stop)
+    why = f" ({stop.reason})" if stop.reason else ""
+    print(f"stopped at step {state.step}{why}; checkpoint in {args.out / CHECKPOINT_DIR}",
           file=sys.stderr)
-    return 0
+    return stop.exit_code
 
 
 def _seed_run(source: Path, out_dir: Path) -> None:

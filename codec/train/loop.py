@@ -17,17 +17,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from codec.train.checkpoint import RateControl, TrainState, load_checkpoint, save_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.data import CropSampler, scan_clips
 from codec.train.losses import DistortionLoss
-from codec.train.network import TrainableCodec
+from codec.train.network import CodecOutput, TrainableCodec
+from codec.train.phases import NULL_TIMER, NullTimer
+from codec.train.stopping import StopFlag
 
 CHECKPOINT_DIR = "checkpoint"
 LOG_FILE = "log.jsonl"
@@ -118,6 +120,7 @@ class StepResult:
     mel: float
     kbps: list[float]           # noisy-relaxation estimate (what the loss sees)
     coded_kbps: list[float]     # rounded symbols under the prior (what the coder spends)
+    stop: bool = False          # some process asked to stop after this step
 
 
 class Trainer:
@@ -144,42 +147,59 @@ class Trainer:
         self.sampler = CropSampler(clips, self.crop_samples, cfg.seed, dist_.rank,
                                    cfg.kind_weights, cfg.silence_dbfs, cfg.cache_mb)
 
-    def step(self) -> StepResult:
-        """One optimizer step at self.state.step."""
+    def step(self, timer: NullTimer = NULL_TIMER, stop: bool = False) -> StepResult:
+        """One optimizer step at self.state.step.
+
+        `stop` is this process's wish to stop after this step; it is reduced over
+        the processes with the step's statistics, so every rank stops together.
+        """
         cfg, step = self.cfg, self.state.step
         num_rates = len(cfg.model.rate_points)
-        x = self.sampler.batch(step, cfg.batch_size).to(self.dist.device)
+        with timer.phase("data"):
+            x = self.sampler.batch(step, cfg.batch_size).to(self.dist.device)
         rates = torch.arange(cfg.batch_size, device=x.device) % num_rates
         gen = torch.Generator(device=x.device).manual_seed(
             (cfg.seed * 1_000_003 + step) * 1009 + self.dist.rank)
-        out = self.net(x, rates, gen, cfg.bf16)
-        seconds = self.crop_samples / cfg.model.model_rate
+        with timer.phase("forward"):
+            out = self.net(x, rates, gen, cfg.bf16, timer)
+        with timer.phase("distortion"):
+            loss, stats = self._loss(x, out, rates)
+        with timer.phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with timer.phase("optimizer"):
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            set_learning_rate(self.optimizer, step, cfg)
+            self.optimizer.step()
+        flag = torch.tensor([1.0 if stop else 0.0], device=x.device)
+        values = [float(v) for v in self._all_mean(torch.cat([loss.detach().view(1), stats, flag]))]
+        return StepResult(values[0], values[3], values[1], values[2],
+                          values[4:4 + num_rates], values[4 + num_rates:-1], values[-1] > 0)
+
+    def _loss(self, x: torch.Tensor, out: CodecOutput,
+              rates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum over rate points of D_r + beta_r * kbps_r, plus the prior's own rate term.
+
+        Returns the loss and [wave/10 dB, mel, distortion, kbps per rate, coded kbps per rate].
+        """
+        num_rates = len(self.cfg.model.rate_points)
+        seconds = self.crop_samples / self.cfg.model.model_rate
         betas = self.state.rate_control.betas()
         loss = out.prior_bits / out.bits.numel() / 1000.0
-        dist_sum = x.new_zeros(())
         stats = torch.zeros(3 + 2 * num_rates, device=x.device)
-        for r in range(num_rates):
-            idx = rates == r
-            if not bool(idx.any()):
-                continue
-            terms = self.loss_fn(x[idx], out.x_hat[idx])
+        groups = [rates == r for r in range(num_rates)]
+        present = [r for r, idx in enumerate(groups) if bool(idx.any())]
+        terms_of = self.loss_fn.forward_groups(x, out.x_hat, [groups[r] for r in present])
+        for r, terms in zip(present, terms_of, strict=True):
+            idx = groups[r]
             kbps = out.bits[idx].mean() / seconds / 1000.0
             loss = loss + terms.total + betas[r] * kbps
-            dist_sum = dist_sum + terms.total
             stats[0] += terms.wave.detach() * 10 / num_rates
             stats[1] += terms.mel.detach() / num_rates
+            stats[2] += terms.total.detach() / num_rates
             stats[3 + r] = kbps.detach()
             stats[3 + num_rates + r] = out.coded_bits[idx].mean() / seconds / 1000.0
-        stats[2] = dist_sum.detach() / num_rates
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        set_learning_rate(self.optimizer, step, cfg)
-        self.optimizer.step()
-        stats = self._all_mean(torch.cat([loss.detach().view(1), stats]))
-        values = [float(v) for v in stats]
-        return StepResult(values[0], values[3], values[1], values[2],
-                          values[4:4 + num_rates], values[4 + num_rates:])
+        return loss, stats
 
     def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
         if self.dist.world > 1:
@@ -202,7 +222,11 @@ class Trainer:
 
 def log_record(state: TrainState, result: StepResult, audio_per_s: float,
                lr: float) -> dict[str, object]:
-    """One JSONL line: losses, bits/s per rate point, rate weights, speed."""
+    """One JSONL line: losses, bits/s per rate point, rate weights, speed.
+
+    `audio_x_realtime` is audio seconds per wall second since the previous line,
+    measured on the wall clock with everything in it (data, logging, checkpoints).
+    """
     return {"step": state.step, "wall_s": round(state.wall_seconds, 1),
             "audio_s": round(state.audio_seconds, 1), "loss": round(result.loss, 5),
             "distortion": round(result.distortion, 5), "snr_db": round(-result.wave_db, 3),
@@ -213,39 +237,108 @@ def log_record(state: TrainState, result: StepResult, audio_per_s: float,
 
 
 def train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, *, resume: bool = False,
-          device: str = "cpu", progress: bool = True) -> TrainState:
-    """Run (or continue) training until cfg.steps; checkpoints into out_dir/checkpoint."""
-    dist_ = setup_distributed(device)
+          device: str = "cpu", progress: bool = True, time_budget_s: float | None = None,
+          stop: StopFlag | None = None) -> TrainState:
+    """Run (or continue) training until cfg.steps, a stop signal or the time budget.
+
+    Checkpoints go to out_dir/checkpoint every `checkpoint_every_s` and always
+    at the end, however the run ends (steps reached, SIGINT, SIGTERM, budget).
+    Pass `stop` to share a `StopFlag` the caller has entered; otherwise one is
+    made from `time_budget_s` and its signal handlers live for this call.
+    """
+    if stop is not None:
+        return _train(cfg, data_dirs, out_dir, resume, device, progress, stop)
+    with StopFlag(time_budget_s) as flag:
+        return _train(cfg, data_dirs, out_dir, resume, device, progress, flag)
+
+
+def _train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, resume: bool, device: str,
+           progress: bool, stop: StopFlag) -> TrainState:
+    launch = time.monotonic()
+    dist_ = setup_distributed(resolve_device(device))
     if dist_.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(cfg.to_json())
     trainer = Trainer(cfg, data_dirs, out_dir, dist_, resume)
     if dist_.main:
         prune_log(out_dir / LOG_FILE, trainer.state.step)
-    bar = tqdm(total=cfg.steps, initial=trainer.state.step, disable=not (progress and dist_.main),
-               mininterval=10.0, dynamic_ncols=True)
-    last_save = time.monotonic()
-    log = (out_dir / LOG_FILE).open("a") if dist_.main else None
+    run = _RunLog(out_dir / LOG_FILE if dist_.main else None, cfg, trainer.state.step,
+                  progress and dist_.main)
+    last_save = last_end = time.monotonic()
+    step_s, saved_step = 0.0, trainer.state.step
     while trainer.state.step < cfg.steps:
-        t0 = time.monotonic()
-        result = trainer.step()
-        wall = time.monotonic() - t0
-        trainer.advance(result, wall)
-        bar.update(1)
-        if trainer.state.step % cfg.log_every == 0 and log is not None:
-            speed = cfg.batch_size * dist_.world * cfg.crop_seconds / max(wall, 1e-9)
-            rec = log_record(trainer.state, result, speed, trainer.optimizer.param_groups[0]["lr"])
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{result.loss:.3f}", snr=f"{-result.wave_db:.1f}",
-                            kbps="/".join(f"{k:.1f}" for k in result.coded_kbps))
-        if _due(trainer.state.step, last_save, cfg) or trainer.state.step == cfg.steps:
+        # Stop after this step unless there is room for one more after it, plus the save.
+        result = trainer.step(stop=stop.should_stop(2 * step_s))
+        now = time.monotonic()
+        step_s, last_end = now - last_end, now
+        trainer.advance(result, step_s)
+        run.step_done(trainer, result, now - launch)
+        if result.stop:
+            break
+        if _due(trainer.state.step, last_save, cfg):
             trainer.save()
-            last_save = time.monotonic()
-    bar.close()
-    if log is not None:
-        log.close()
+            last_save, saved_step = time.monotonic(), trainer.state.step
+    if trainer.state.step != saved_step or not (out_dir / CHECKPOINT_DIR).exists():
+        trainer.save()
+    run.close(trainer.state, stop.reason)
     return trainer.state
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; other names pass through."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class _RunLog:
+    """The JSONL log and the progress bar, with honest wall-clock throughput."""
+
+    def __init__(self, path: Path | None, cfg: TrainConfig, step: int, progress: bool) -> None:
+        self.cfg = cfg
+        self.file = path.open("a") if path is not None else None
+        self.bar = _progress_bar(cfg.steps, step, progress)
+        self.mark: tuple[float, float] | None = None      # (monotonic time, audio seconds)
+        self.first_step_s: float | None = None
+
+    def step_done(self, trainer: Trainer, result: StepResult, since_launch_s: float) -> None:
+        state, now = trainer.state, time.monotonic()
+        if self.first_step_s is None:
+            self.first_step_s = since_launch_s
+            self.mark = (now, state.audio_seconds)
+        if self.bar is not None:
+            self.bar.update(1)
+        if state.step % self.cfg.log_every or self.file is None or self.mark is None:
+            return
+        speed = (state.audio_seconds - self.mark[1]) / max(now - self.mark[0], 1e-9)
+        self.mark = (now, state.audio_seconds)
+        rec = log_record(state, result, speed, trainer.optimizer.param_groups[0]["lr"])
+        rec["first_step_s"] = round(self.first_step_s or 0.0, 1)
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{result.loss:.3f}", snr=f"{-result.wave_db:.1f}",
+                                 kbps="/".join(f"{k:.1f}" for k in result.coded_kbps))
+
+    def close(self, state: TrainState, reason: str | None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            if reason:
+                self.file.write(json.dumps({"step": state.step, "stopped": reason,
+                                            "time": time.time()}) + "\n")
+            self.file.close()
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    """A tqdm bar when asked for and installed (an accelerator machine may lack tqdm)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, mininterval=10.0, dynamic_ncols=True)
 
 
 def prune_log(path: Path, step: int) -> None:

@@ -66,6 +66,44 @@ class DistortionLoss(nn.Module):
         return DistortionTerms(sc, lm, mel, wave, total)
 
 
+    def forward_groups(self, x: Tensor, x_hat: Tensor, groups: list[Tensor]) -> list[DistortionTerms]:
+        """The terms of each group of items (boolean masks over the batch), as `forward` on each.
+
+        One STFT per resolution for the whole batch instead of one per group:
+        every term is a sum over items, so per-item sums are grouped afterwards.
+        Same values as calling `forward` per group (up to float summation order).
+        """
+        x, x_hat = x.float().squeeze(1), x_hat.float().squeeze(1)
+        masks = torch.stack([g.to(x.dtype) for g in groups])            # [G, B]
+        counts = masks.sum(dim=1)
+        sc = lm = mel = x.new_zeros(len(groups))
+        for n in self.fft_sizes:
+            err_sq, ref_sq, lm_i, mel_i = self._item_sums(x, x_hat, n)
+            sc = sc + (masks @ err_sq).sqrt() / (masks @ ref_sq).sqrt()
+            lm = lm + masks @ lm_i / counts
+            mel = mel + masks @ mel_i / counts
+        k = len(self.fft_sizes)
+        sc, lm, mel = sc / k, lm / k, mel / k
+        err = masks @ ((x - x_hat) ** 2).sum(dim=1)
+        ref = masks @ (x**2).sum(dim=1)
+        wave = torch.log10(err + EPS) - torch.log10(ref + EPS)
+        w_stft, w_mel, w_wave = self.weights
+        total = w_stft * (sc + lm) + w_mel * mel + w_wave * wave
+        return [DistortionTerms(sc[g], lm[g], mel[g], wave[g], total[g])
+                for g in range(len(groups))]
+
+    def _item_sums(self, x: Tensor, x_hat: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per item [B]: squared magnitude error, squared magnitude, mean |log diff|, mean mel diff."""
+        s, s_hat = self._magnitude(x, n), self._magnitude(x_hat, n)
+        err_sq = (s - s_hat).pow(2).sum(dim=(1, 2))
+        ref_sq = s.pow(2).sum(dim=(1, 2))
+        lm_i = (s.log() - s_hat.log()).abs().mean(dim=(1, 2))
+        fb = getattr(self, f"mel_{n}")
+        m = torch.matmul(s.pow(2).transpose(1, 2), fb).clamp_min(EPS).log10()
+        m_hat = torch.matmul(s_hat.pow(2).transpose(1, 2), fb).clamp_min(EPS).log10()
+        return err_sq, ref_sq, lm_i, (m - m_hat).abs().mean(dim=(1, 2))
+
+
 def _num_mels(n_fft: int) -> int:
     """Mel bands per resolution: fewer bands for short windows (no empty filters)."""
     return {2048: 128, 1024: 80, 512: 64, 256: 32, 128: 16}.get(n_fft, max(8, n_fft // 16))

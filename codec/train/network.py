@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from codec.model import FactorizedPrior
+from codec.train.phases import NULL_TIMER, NullTimer
 from codec.weights import ModelConfig, build_modules
 
 
@@ -38,12 +39,18 @@ class TrainableCodec(nn.Module):
         self.prior = FactorizedPrior(config.num_tables)
 
     def forward(self, x: Tensor, rates: Tensor, generator: torch.Generator | None = None,
-                bf16: bool = False) -> CodecOutput:
+                bf16: bool = False, timer: NullTimer = NULL_TIMER) -> CodecOutput:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             y = self.encoder(x)
         z_noisy, y_hat = self.quantizer.train_forward(y.float(), rates, generator)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             x_hat = self.decoder(y_hat)
+        with timer.phase("rate"):
+            return self._rate_terms(x, y, x_hat, z_noisy, rates)
+
+    def _rate_terms(self, x: Tensor, y: Tensor, x_hat: Tensor, z_noisy: Tensor,
+                    rates: Tensor) -> CodecOutput:
+        """Bits under the prior: per item (trains the encoder), detached (the prior), coded."""
         with torch.no_grad():
             z_rounded = torch.round(self.quantizer.scale(y.float(), rates))
         bits = torch.zeros(x.shape[0], device=x.device)

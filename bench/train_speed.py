@@ -1,0 +1,177 @@
+"""Training speed: audio-seconds per wall-second, steps/s and the split by phase.
+
+    python -m bench.train_speed --data /data/corpus [--threads 1 2] [--steps 12]
+
+For each thread count (and CUDA when present) a fresh child process builds
+the shipped architecture with the training config of the committed checkpoint
+(`--init-from`, default checkpoints/aec-base, weights and optimizer loaded),
+times launch -> first step (interpreter start, imports, corpus scan,
+checkpoint load, first step), runs `--warmup` steps, then times `--steps`
+steps on the wall clock, data included. The phases (data, forward, rate,
+distortion, backward, optimizer) come from `codec.train.phases.PhaseTimer`
+in the same steps. Without `--data` a synthetic corpus of noise and tones is
+used (its data phase is then not representative). `--packed DIR` reads a
+subset packed by `python -m codec.train.pack` instead of a corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_INIT = REPO / "checkpoints" / "aec-base"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.train_speed",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, help="corpus folder (default: a synthetic one)")
+    p.add_argument("--packed", type=Path, help="a packed training subset instead of a corpus")
+    p.add_argument("--init-from", type=Path, default=DEFAULT_INIT,
+                   help="checkpoint whose weights and training config to use")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=12, help="timed steps per setting")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--bf16", choices=["off", "on", "both"], default="off")
+    p.add_argument("--no-cuda", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p
+
+
+def run_child(spec: dict[str, object]) -> dict[str, object]:
+    """Inside a fresh process: build a trainer, time the first step, then timed steps."""
+    import torch
+
+    from codec.train.loop import Trainer, setup_distributed
+    from codec.train.phases import PhaseTimer
+
+    torch.set_num_threads(int(spec["threads"]))  # type: ignore[call-overload]
+    trainer = _make_trainer(spec, Trainer, setup_distributed)
+    trainer.advance(trainer.step(), 0.0)
+    first_step_s = time.time() - float(spec["launch"])  # type: ignore[arg-type]
+    for _ in range(int(spec["warmup"])):  # type: ignore[call-overload]
+        trainer.advance(trainer.step(), 0.0)
+    timer = PhaseTimer(trainer.dist.device)
+    timed = "timer" in inspect.signature(trainer.step).parameters   # older trees: totals only
+    steps = int(spec["steps"])  # type: ignore[call-overload]
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.advance(trainer.step(timer) if timed else trainer.step(), 0.0)
+    wall = time.perf_counter() - t0
+    audio = steps * trainer.cfg.batch_size * trainer.crop_samples / trainer.cfg.model.model_rate
+    return {"device": spec["device"], "threads": spec["threads"], "bf16": spec["bf16"],
+            "steps_per_s": steps / wall, "audio_x_realtime": audio / wall,
+            "first_step_s": first_step_s,
+            "phases_ms": {k: 1000 * v / steps for k, v in timer.seconds.items()}}
+
+
+def _make_trainer(spec: dict[str, object], trainer_cls: type, setup: object) -> object:
+    from codec.train.config import TrainConfig
+
+    run = Path(str(spec["run"]))
+    init = Path(str(spec["init"])) if spec.get("init") else None
+    cfg = TrainConfig()
+    if init is not None and (init / "state.json").exists():
+        cfg = TrainConfig.from_dict(json.loads((init / "state.json").read_text())["train_config"])
+        shutil.copytree(init, run / "checkpoint", dirs_exist_ok=True)
+    cfg = replace(cfg, bf16=bool(spec["bf16"]))
+    data = [Path(str(spec["data"]))]
+    if spec.get("packed"):
+        cfg = replace(cfg, data_format="packed")
+        data = [Path(str(spec["packed"]))]
+    return trainer_cls(cfg, data, run, setup(str(spec["device"])),  # type: ignore[operator]
+                       resume=init is not None)
+
+
+def measure(spec: dict[str, object]) -> dict[str, object]:
+    """Run one setting in a child process (clean thread state, honest launch time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = {**spec, "run": tmp, "launch": time.time()}
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+        out = subprocess.run([sys.executable, "-m", "bench.train_speed", "--child",
+                              json.dumps(spec)], capture_output=True, text=True, cwd=REPO,
+                             env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed: {out.stderr.strip().splitlines()[-1:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def settings(args: argparse.Namespace) -> list[dict[str, object]]:
+    """CPU at each thread count, each bf16 choice; CUDA once per bf16 choice when present."""
+    import torch
+
+    bf16s = {"off": [False], "on": [True], "both": [False, True]}[args.bf16]
+    rows: list[dict[str, object]] = [{"device": "cpu", "threads": t, "bf16": b}
+                                     for b in bf16s for t in args.threads]
+    if torch.cuda.is_available() and not args.no_cuda:
+        rows += [{"device": "cuda", "threads": 1, "bf16": b} for b in bf16s]
+    return rows
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """Markdown: one row per setting, phases in ms per step."""
+    from codec.train.phases import PHASES
+
+    head = ("| device | threads | bf16 | audio s / wall s | steps/s | launch -> 1st step s | "
+            + " | ".join(f"{p} ms" for p in PHASES) + " |")
+    lines = [head, "|" + "---|" * (6 + len(PHASES))]
+    for r in rows:
+        ph: dict[str, float] = r["phases_ms"]  # type: ignore[assignment]
+        lines.append(f"| {r['device']} | {r['threads']} | {'on' if r['bf16'] else 'off'} | "
+                     f"{r['audio_x_realtime']:.1f} | {r['steps_per_s']:.2f} | "
+                     f"{r['first_step_s']:.1f} | "
+                     + " | ".join(f"{ph.get(p, 0.0):.0f}" for p in PHASES) + " |")
+    return "\n".join(lines)
+
+
+def _synthetic_corpus(root: Path) -> Path:
+    """A few minutes of tones + noise in the corpus layout (when no --data is given)."""
+    import numpy as np
+
+    from codec.train.pack import write_wav
+
+    rng = np.random.default_rng(0)
+    for i, kind in enumerate(("speech", "music", "sfx")):
+        folder = root / "train" / kind / f"synthetic-{kind}"
+        folder.mkdir(parents=True)
+        for j in range(4):
+            t = np.arange(24000 * 20) / 24000
+            x = 0.3 * np.sin(2 * np.pi * (150 + 100 * i + 30 * j) * t) \
+                + 0.05 * rng.standard_normal(t.size)
+            write_wav(folder / f"c{j}.wav", (x * 32767).astype(np.int16), 24000)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or _synthetic_corpus(Path(tmp))
+        base = {"data": str(data), "packed": str(args.packed) if args.packed else "",
+                "init": str(args.init_from) if args.init_from.exists() else "",
+                "steps": args.steps, "warmup": args.warmup}
+        rows = []
+        for s in settings(args):
+            rows.append(measure({**base, **s}))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
