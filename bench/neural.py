@@ -1,8 +1,10 @@
-"""aec as a benched codec: one `AecPoint` per rate point of the loaded model."""
+"""aec as a benched codec: one `AecPoint` per rate point of the loaded model, or one
+`AecRequestPoint` per requested rate (`--aec-rates`: what `aec encode --kbps K` gives)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,50 @@ class AecPoint:
                      encode_s, decode_s)
 
 
-def load_aec_points(weights: Path | None, device: str) -> list[AecPoint]:
-    """Every rate point of the shipped (or given) model, lowest rate first."""
+@dataclass(frozen=True)
+class AecRequestPoint:
+    """aec asked for `nominal_kbps` through `Codec.encode(kbps=...)`, whatever point or step
+    the codec picks for each clip (rows carry rate_point -1: it may differ per clip)."""
+
+    codec: Any               # codec.api.Codec
+    nominal_kbps: float
+
+    codec_name = "aec"
+
+    @property
+    def label(self) -> str:
+        return f"aec {self.nominal_kbps:g}k"
+
+    @property
+    def rate_point(self) -> int:
+        return -1
+
+    def run(self, clip: Clip, workdir: Path) -> Coded:
+        """Encode at the request and decode in memory; sizes come from the stream bytes."""
+        from codec.format import read_stream
+
+        start = time.perf_counter()
+        data = self.codec.encode(clip.audio[None, :], clip.sample_rate, kbps=self.nominal_kbps)
+        encode_s = time.perf_counter() - start
+        _, chunks = read_stream(data)
+        start = time.perf_counter()
+        audio, sample_rate = self.codec.decode(data)
+        decode_s = time.perf_counter() - start
+        payload_bytes = sum(len(chunk.payload or b"") for chunk in chunks)
+        return Coded(audio.mean(axis=0), int(sample_rate), len(data), payload_bytes,
+                     encode_s, decode_s)
+
+
+def load_aec_points(weights: Path | None, device: str,
+                    requests: Sequence[float] | None = None
+                    ) -> list[AecPoint] | list[AecRequestPoint]:
+    """The shipped (or given) model at every rate point, lowest first, or at each request."""
     from codec.api import Codec
 
-    return aec_points_for(Codec.load(weights, device=device))
+    codec = Codec.load(weights, device=device)
+    if requests:
+        return [AecRequestPoint(codec, float(kbps)) for kbps in requests]
+    return aec_points_for(codec)
 
 
 def aec_points_for(codec: Any) -> list[AecPoint]:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", default=",".join(map(str, BENCH_KBPS)),
                         help="comma list of requested kbps for the classic and reference "
                              "codecs (default %(default)s; aec uses its own rate points)")
+    parser.add_argument("--aec-rates", default=None, metavar="LIST",
+                        help="comma list of kbps to request from aec (Codec.encode(kbps=K), "
+                             "as `aec encode --kbps K`); default: every rate point of the model")
     parser.add_argument("--weights", type=Path, default=None,
                         help="aec weights (.json config path); default: shipped model")
     parser.add_argument("--device", default="cpu", help="aec device (default cpu)")
@@ -131,7 +134,8 @@ def aec_points(args: argparse.Namespace, notes: Notes) -> list[CodecPoint]:
 
         from bench.neural import load_aec_points
         torch.set_num_threads(max(1, args.threads))
-        return list(load_aec_points(args.weights, args.device))
+        requests = parse_rates(args.aec_rates) if args.aec_rates else None
+        return list(load_aec_points(args.weights, args.device, requests))
     except (ImportError, OSError, RuntimeError, ValueError) as error:  # AecError included
         notes.add(f"aec skipped: {type(error).__name__}: {error}")
         return []
@@ -276,7 +280,7 @@ def write_outputs(rows: Sequence[Row], args: argparse.Namespace, argv: Sequence[
     groups = summarise(rows)
     command = "python -m bench.rd " + " ".join(shlex.quote(a) for a in argv)
     write_summary(groups, args.out / "summary.md", command=command, commit=commit,
-                  notes=notes.lines)
+                  notes=notes.lines, rows=rows)
     plots = plot_metrics(groups, args.out)
     print(f"bench: {len(rows)} rows -> {args.out}/results.csv, summary.md, "
           f"{len(plots)} plots", file=sys.stderr)

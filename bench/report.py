@@ -153,7 +153,7 @@ def summary_table(groups: Sequence[Group]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for g in groups:
         m = g.means
-        setting = (f"rp{g.rate_point} ({g.nominal_kbps:g}k nominal)" if g.codec == "aec"
+        setting = (f"rp{g.rate_point} ({g.nominal_kbps:g}k nominal)" if g.rate_point >= 0
                    else f"{g.nominal_kbps:g}k")
         cells = [g.kind, g.codec, setting, str(g.clips),
                  _cell(m["kbps_file"]), _cell(m["kbps_payload"]), _cell(m["snr_db"]),
@@ -193,12 +193,35 @@ def headline(groups: Sequence[Group], targets: Sequence[float] = (6.0, 12.0, 24.
                 if g is None:
                     continue
                 m = g.means
-                name = (f"aec rp{g.rate_point}" if codec == "aec"
+                name = (f"aec rp{g.rate_point}" if g.rate_point >= 0
                         else f"{codec} {g.nominal_kbps:g}k")
                 lines.append(f"| {kind} | {target:g} | {name} | "
                              f"{_cell(m['kbps_file'])} | {_cell(m['kbps_payload'])} | "
                              f"{_cell(m['si_sdr_db'])} | {_cell(m['mel_distance'], 3)} | "
                              f"{_cell(m['visqol'])} | {_cell(m['pesq_wb'])} |")
+    return "\n".join(lines)
+
+
+def request_table(rows: Sequence[Row]) -> str:
+    """Requested vs measured whole-file rate per codec and request, over all clips.
+
+    For codecs driven by a requested rate (rate point -1: classic tools, the
+    reference coders, aec with --aec-rates): the duration-weighted rate, the lowest
+    and highest clip, and how many clips landed in [0.9 K, K] (issue 9's window).
+    """
+    head = ("| codec | requested kbps | clips | kbps file | lowest clip | highest clip | "
+            "clips in [0.9 K, K] |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    groups: dict[tuple[str, float], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.rate_point < 0:
+            groups[(row.codec, row.nominal_kbps)].append(row)
+    for (codec, kbps), members in sorted(groups.items(), key=lambda i: (i[0][0] != "aec", i[0])):
+        rates = [r.kbps_file for r in members]
+        inside = sum(0.9 * kbps <= r <= kbps for r in rates)
+        lines.append(f"| {codec} | {kbps:g} | {len(members)} | "
+                     f"{_duration_weighted(members, 'kbps_file'):.2f} | {min(rates):.2f} | "
+                     f"{max(rates):.2f} | {inside}/{len(members)} |")
     return "\n".join(lines)
 
 
@@ -258,7 +281,7 @@ def plot_metrics(groups: Sequence[Group], out_dir: Path) -> list[Path]:
 
 
 def write_summary(groups: Sequence[Group], path: Path, *, command: str, commit: str,
-                  notes: Sequence[str] = ()) -> None:
+                  notes: Sequence[str] = (), rows: Sequence[Row] = ()) -> None:
     """summary.md: how it was made, the aec-vs-Opus headline, the full table, notes."""
     text = [
         "# aec rate-distortion bench", "",
@@ -273,6 +296,8 @@ def write_summary(groups: Sequence[Group], path: Path, *, command: str, commit: 
         "## Headline: aec vs Opus", "", headline(groups), "",
         "## All results (means per kind x codec x rate)", "", summary_table(groups), "",
     ]
+    if rows:
+        text += ["## Requested vs measured rate (whole file)", "", request_table(rows), ""]
     if notes:
         text += ["## Notes", "", *[f"- {note}" for note in notes], ""]
     path.write_text("\n".join(text))

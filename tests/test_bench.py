@@ -209,6 +209,28 @@ def test_rd_runs_aec_through_the_api(input_dir: Path, tmp_path: Path,
         assert abs(int(row["lag_samples"])) <= RATE // 10
 
 
+def test_rd_requests_rates_from_aec(input_dir: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """--aec-rates: one aec row per clip and request, coded through Codec.encode(kbps=K)."""
+    torch = pytest.importorskip("torch")
+    from conftest import make_tiny_model
+
+    from codec import api
+
+    tiny = api.Codec(make_tiny_model(0), torch.device("cpu"))
+    monkeypatch.setattr(api.Codec, "load", staticmethod(lambda *a, **k: tiny))
+    out = tmp_path / "out"
+    assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "aec",
+                    "--aec-rates", "3,6", "--max-seconds", "1", "--min-seconds", "0",
+                    "--no-perceptual"]) == 0
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(float(r["nominal_kbps"]) for r in rows) == [3.0, 3.0, 6.0, 6.0]
+    assert all(int(r["rate_point"]) == -1 and r["codec"] == "aec" for r in rows)
+    summary = (out / "summary.md").read_text()
+    assert "| aec | 3 | 2 |" in summary.split("## Requested vs measured rate")[1]
+
+
 def test_speed_bench_writes_table(input_dir: Path, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """bench.speed on a tiny model and the installed classic codecs: one row per setting."""
@@ -323,4 +345,7 @@ def test_rd_runs_the_reference_coders(input_dir: Path, tmp_path: Path) -> None:
     for (codec, clip, kbps), value in mel.items():    # noise filling closes spectral holes
         if codec == "mdct":
             assert mel[("mdct-nf", clip, kbps)] < value
-    assert "| speech | mdct-nf | 6k | 2 |" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "| speech | mdct-nf | 6k | 2 |" in summary
+    requested = summary.split("## Requested vs measured rate")[1]
+    assert "| mdct-nf | 6 | 2 |" in requested and "| 2/2 |" in requested
