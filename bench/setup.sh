@@ -53,6 +53,27 @@ report() {
     done
 }
 
+check_metrics() {
+    # Importing is not enough: score a real clip against a noisier copy of itself.
+    [ -x "$PY" ] || return
+    echo "bench metric smoke test (codec/data/sample.flac vs itself + noise):"
+    "$PY" - <<'PYEOF' 2>&1 | sed 's/^/  /'
+import numpy as np
+import soundfile as sf
+from bench.scoring import PerceptualMeters
+audio, rate = sf.read("codec/data/sample.flac", dtype="float32")
+audio = audio[: 4 * rate]
+noisy = (audio + 0.003 * np.random.default_rng(0).standard_normal(audio.shape)).astype("float32")
+meters = PerceptualMeters()
+print("pesq-wb         %.2f" % meters.pesq_wb(audio, noisy, rate))
+print("visqol speech   %.2f" % meters.visqol(audio, noisy, rate, speech=True)[0])
+print("visqol audio    %.2f" % meters.visqol(audio, noisy, rate, speech=False)[0])
+print("stoi            %.3f" % meters.stoi(audio, noisy, rate))
+print("missing:", ", ".join(sorted(meters.missing)) or "none")
+PYEOF
+}
+
 install_apt
 install_pip
 report
+check_metrics
