@@ -59,6 +59,7 @@ _BASIS = _basis()
 
 
 def num_frames(num_samples: int) -> int:
+    """MDCT frames covering `num_samples` with both overlapping halves (TDAC needs two)."""
     return -(-num_samples // HOP) + 1
 
 
@@ -141,6 +142,8 @@ def zero_bands(q: NDArray[np.int64]) -> NDArray[np.bool_]:
 
 def quantize(coefficients: NDArray[np.float64], step_index: int, noise_fill: bool
              ) -> Quantized:
+    """Uniform rounding at the indexed step; with `noise_fill`, the energy index of every
+    all-zero band (NF_FLOOR - 1 marks bands that send none)."""
     step = step_of(step_index)
     q = np.round(coefficients / step).astype(np.int64)
     energy = None
