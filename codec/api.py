@@ -22,9 +22,12 @@ over the target only when everything succeeded; nothing is overwritten unless
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import io
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -38,16 +41,21 @@ import torch
 from numpy.typing import NDArray
 
 from codec import audio as audio_io
-from codec import entropy, format
+from codec import chunkcoder, entropy, format
 from codec.errors import (
+    AecError,
     AudioError,
     DeviceError,
     InputError,
+    FormatError,
+    LimitError,
     ModelMismatchError,
     OutputError,
     OutputExistsError,
+    UsageError,
     WeightsError,
 )
+from codec.ratecontrol import RateController
 from codec.weights import CodecModel, pick_rate_point
 
 __all__ = [
@@ -62,7 +70,9 @@ __all__ = [
     "resolve_device",
     "atomic_output",
     "check_output",
+    "check_not_input",
     "DEFAULT_CHUNK_SECONDS",
+    "MAX_DECODE_RATIO",
 ]
 
 #: Default chunk length: long enough that per-chunk overhead (length, CRC, coder
@@ -71,6 +81,16 @@ DEFAULT_CHUNK_SECONDS = 4.0
 #: The networks run on windows of about this many seconds (whole chunks) plus context:
 #: long enough that the context frames cost little, short enough for constant memory.
 WINDOW_SECONDS = 12.0
+
+#: Decompression-bomb cap: decoded model-rate samples (all channels) per stream byte.
+#: Silence at the lowest rate point of aec-base takes about 175; a stream that claims
+#: more than 4096 (plus DECODE_RATIO_ALLOWANCE) is refused before anything is written,
+#: concealed (--ignore-errors) chunks included. None or 0 lifts the cap.
+MAX_DECODE_RATIO = 4096.0
+#: Samples always allowed whatever the ratio, so that tiny streams decode.
+DECODE_RATIO_ALLOWANCE = 1 << 20
+#: Up to this many channels the decoder's window is WINDOW_SECONDS; beyond, it shrinks.
+_WINDOW_CHANNELS = 8
 
 #: progress(done_samples, total_samples), both per channel at the input rate.
 ProgressCallback = Callable[[int, int], None]
@@ -89,6 +109,7 @@ class EncodeReport:
     payload_bytes: int         # entropy-coded chunk payloads only
     seconds: float             # wall time of the encode
     device: str
+    warnings: tuple[str, ...] = ()   # e.g. a truncated input that was encoded as it is
 
     @property
     def duration_s(self) -> float:
@@ -178,18 +199,40 @@ def atomic_output(dst: str | Path, overwrite: bool = False) -> Iterator[BinaryIO
         return
     path = Path(dst)
     check_output(path, overwrite)
-    tmp = _make_temp(path)
+    target = Path(os.path.realpath(path)) if overwrite and path.is_symlink() else path
+    mode = stat.S_IMODE(os.stat(target).st_mode) if target.exists() else 0o666 & ~_umask()
+    tmp = _make_temp(target)
     try:
         with open(tmp, "r+b") as fileobj:
             yield fileobj
             fileobj.flush()
             os.fsync(fileobj.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        _move_into_place(tmp, path, overwrite)
-    except BaseException:
+        os.chmod(tmp, mode)
+        _move_into_place(tmp, target, overwrite)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _is_write_failure(exc, path):
+            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
         raise
+
+
+#: errno values that can only mean the output failed (full disk, quota, size limit, ...).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _is_write_failure(exc: BaseException, path: Path) -> bool:
+    """An error of the output file itself that does not name it yet."""
+    if isinstance(exc, OutputError):
+        return not str(exc).startswith(str(path))
+    return (isinstance(exc, OSError) and not isinstance(exc, AecError)
+            and exc.errno in _WRITE_ERRNOS)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OutputError):
+        return str(exc).removeprefix("cannot write audio: ")
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 class _PipeOutput(io.RawIOBase):
@@ -216,6 +259,21 @@ class _PipeOutput(io.RawIOBase):
 
     def flush(self) -> None:
         self._target.flush()
+
+
+def check_not_input(src: str | Path | bytes, dst: str | Path) -> None:
+    """Refuse an output that is the input (same file, even via links): UsageError (exit 2).
+
+    With -f the input would be replaced by its own encoding; no tool should do that.
+    """
+    if isinstance(src, bytes) or "-" in (str(src), str(dst)):
+        return
+    try:
+        same = os.path.samefile(src, dst)
+    except OSError:                          # one of them does not exist
+        same = os.path.realpath(src) == os.path.realpath(dst)
+    if same:
+        raise UsageError(f"{dst}: output is the input file {src}; choose another output")
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -421,6 +479,11 @@ class Codec:
     def model_name(self) -> str:
         return str(self.model.config.name)
 
+    @property
+    def latent_rows(self) -> int:
+        """Rows of the decoder's input per audio channel (the transform adds its log step)."""
+        return int(self.model.config.latent_channels) + int(self.model.is_transform)
+
     @torch.inference_mode()
     def warm_up(self) -> None:
         """Run the networks once on a little silence, so that one-time setup (kernel
@@ -430,8 +493,7 @@ class Codec:
         x = torch.zeros(1, 1, frames * geometry.hop_length, device=self.device)
         if self.model.encoder is not None:
             self.model.encoder(x)
-        latent = torch.zeros(1, self.model.config.latent_channels, frames, device=self.device)
-        self.model.decoder(latent)
+        self.model.decoder(torch.zeros(1, self.latent_rows, frames, device=self.device))
 
     # ------------------------------------------------------------ bytes API
 
@@ -441,11 +503,11 @@ class Codec:
         self.encode_to(buffer, array_source(audio, sample_rate), kbps)
         return buffer.getvalue()
 
-    def decode(self, data: bytes, *, ignore_errors: bool = False
-               ) -> tuple[NDArray[np.float32], int]:
+    def decode(self, data: bytes, *, ignore_errors: bool = False,
+               max_ratio: float | None = MAX_DECODE_RATIO) -> tuple[NDArray[np.float32], int]:
         """Decode .aec bytes to (float32 `[channels, samples]`, sample_rate), original length."""
         sink = ArraySink()
-        self.decode_from(io.BytesIO(data), sink, ignore_errors=ignore_errors)
+        self.decode_from(io.BytesIO(data), sink, ignore_errors=ignore_errors, max_ratio=max_ratio)
         return sink.audio(), sink.sample_rate
 
     def info(self, data_or_path: bytes | str | Path) -> format.StreamHeader:
@@ -455,20 +517,28 @@ class Codec:
     # ------------------------------------------------------------ file API
 
     def encode_file(self, src: str | Path, dst: str | Path, kbps: float = 6.0, *,
-                    overwrite: bool = False,
-                    progress: ProgressCallback | None = None) -> EncodeReport:
-        """Encode an audio file ('-' = stdin) to an .aec file ('-' = stdout), streaming."""
+                    overwrite: bool = False, progress: ProgressCallback | None = None,
+                    strict: bool = False) -> EncodeReport:
+        """Encode an audio file ('-' = stdin) to an .aec file ('-' = stdout), streaming.
+
+        A truncated input (a WAV whose header declares more samples than it holds) is
+        encoded as it is, with a line in `report.warnings`; `strict=True` refuses it.
+        """
+        check_not_input(src, dst)
         if str(dst) != "-":
             check_output(Path(dst), overwrite)
-        with audio_io.AudioReader(src) as reader:
+        with audio_io.AudioReader(src, strict=strict) as reader:
             info = reader.info
             source = AudioSource(info.sample_rate, info.channels, info.num_samples, reader.blocks)
             with atomic_output(dst, overwrite) as fileobj:
-                return self.encode_to(fileobj, source, kbps, progress)
+                report = self.encode_to(fileobj, source, kbps, progress)
+            note = reader.truncation_message()
+        return dataclasses.replace(report, warnings=(note,)) if note else report
 
     def decode_file(self, src: str | Path, dst: str | Path, *, overwrite: bool = False,
                     ignore_errors: bool = False, sample_format: str = "pcm16",
-                    progress: ProgressCallback | None = None) -> DecodeReport:
+                    progress: ProgressCallback | None = None,
+                    max_ratio: float | None = MAX_DECODE_RATIO) -> DecodeReport:
         """Decode an .aec file ('-' = stdin) to wav/flac by dst's extension ('-' = wav on stdout).
 
         `sample_format` is "pcm16" (default), "pcm24" or "float" (wav only). With
@@ -476,13 +546,14 @@ class Codec:
         report; otherwise the first one raises and no output is left behind.
         """
         kind, subtype = audio_io.output_format(dst, sample_format)
+        check_not_input(src, dst)
         if str(dst) != "-":
             check_output(Path(dst), overwrite)
         with _open_aec(src) as stream, atomic_output(dst, overwrite) as fileobj:
             sink = _WriterSink(fileobj, kind, subtype)
             try:
                 report = self.decode_from(stream, sink, ignore_errors=ignore_errors,
-                                          progress=progress)
+                                          progress=progress, max_ratio=max_ratio)
             finally:
                 sink.close()          # before the temp file closes (or is removed)
         return report
@@ -498,12 +569,13 @@ class Codec:
         if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not (
                 math.isfinite(kbps) and kbps > 0):
             raise AudioError(f"kbps must be a positive number, got {kbps!r}")
-        header = self._make_header(source, pick_rate_point(self.model.config, kbps).index)
+        header = self._make_header(source, kbps)
+        code_chunk = self._chunk_coder(header, kbps)
         buffer = _ModelRateBuffer(source, self.model_rate, progress)
         offset, payload_bytes = fileobj.tell(), 0
         with format.StreamWriter(fileobj, header) as writer:
             for first in range(0, header.num_frames, self.window_frames):
-                for payload in self._encode_window(buffer, header, first):
+                for payload in self._encode_window(buffer, header, first, code_chunk):
                     writer.write_chunk(payload)
                     payload_bytes += len(payload)
         if progress:
@@ -511,7 +583,9 @@ class Codec:
         return self._encode_report(header, fileobj.tell() - offset, payload_bytes,
                                    time.perf_counter() - started)
 
-    def _make_header(self, source: AudioSource, rate_point: int) -> format.StreamHeader:
+    def _make_header(self, source: AudioSource, kbps: float) -> format.StreamHeader:
+        """The stream header; for the transform coder `rate_point` is the requested kbps
+        (floor, informational: every chunk carries its own step, spec §5.6)."""
         config, geometry = self.model.config, self.model.geometry
         if source.channels > format.MAX_CHANNELS:
             raise AudioError(f"{source.channels} channels: .aec streams hold at most "
@@ -519,8 +593,12 @@ class Codec:
         model_samples = audio_io.resampled_length(source.num_samples, source.sample_rate,
                                                   config.model_rate)
         num_frames = -(-(model_samples + geometry.encoder_delay) // geometry.hop_length)
-        if model_samples == 0:
-            num_frames = 0
+        num_frames = num_frames + geometry.tail_frames if model_samples else 0
+        if self.model.is_transform:
+            rate_point, coder_id = min(format.MAX_RATE_POINT, int(kbps)), chunkcoder.CODER_ID
+        else:
+            rate_point = pick_rate_point(self.model.config, kbps).index
+            coder_id = entropy.CODER_ID
         return format.StreamHeader(
             sample_rate=source.sample_rate, channels=source.channels,
             num_samples=source.num_samples, model_rate=config.model_rate,
@@ -528,7 +606,29 @@ class Codec:
             num_frames=num_frames, frames_per_chunk=self.frames_per_chunk,
             encoder_delay=geometry.encoder_delay, rate_point=rate_point,
             model_name=config.name, model_sha256=self.model.decoder_sha256,
-            coder_id=entropy.CODER_ID, cdf_precision=self.model.tables.precision)
+            coder_id=coder_id, cdf_precision=self.model.tables.precision)
+
+    def _chunk_coder(self, header: format.StreamHeader, kbps: float
+                     ) -> Callable[[torch.Tensor], bytes]:
+        """A function from one chunk's encoder output [ch, C, F] to its payload.
+
+        The transform coder spends the whole file's budget (kbps x duration, minus
+        the container's fixed bytes) chunk by chunk (`codec.ratecontrol`).
+        """
+        if not self.model.is_transform:
+            table_index = self._table_index(header)
+
+            def code_rows(y: torch.Tensor) -> bytes:
+                symbols = self.model.quantizer.quantize(y, header.rate_point).to("cpu").numpy()
+                rows = np.ascontiguousarray(symbols.reshape(-1, symbols.shape[2]), np.int32)
+                return bytes(entropy.encode_symbols(rows, table_index, self.model.tables))
+            return code_rows
+        seconds = header.num_samples / header.sample_rate
+        fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
+        controller = RateController(self.model.config.layout(), self.model.tables,
+                                    kbps * 1000.0 * seconds - 8.0 * fixed,
+                                    header.num_frames)
+        return lambda y: controller.code_chunk(y)[0]
 
     def _table_index(self, header: format.StreamHeader) -> NDArray[np.int32]:
         """Row ch * C + c of a chunk is coded with table rate_point * C + c (contracts §1)."""
@@ -538,7 +638,7 @@ class Codec:
 
     @torch.inference_mode()
     def _encode_window(self, buffer: _ModelRateBuffer, header: format.StreamHeader,
-                       first: int) -> list[bytes]:
+                       first: int, code_chunk: Callable[[torch.Tensor], bytes]) -> list[bytes]:
         """Encoder on the window's frames plus context; one entropy-coded payload per chunk."""
         hop, context = header.hop_length, self.model.geometry.encoder_context_frames
         count = min(self.window_frames, header.num_frames - first)
@@ -551,41 +651,60 @@ class Codec:
         if encoder is None:
             raise WeightsError("these weights were loaded without the encoder; cannot encode")
         y = encoder(x)[:, :, first - start: first - start + count]         # [ch, C, count]
-        symbols = self.model.quantizer.quantize(y, header.rate_point).to("cpu").numpy()
-        table_index = self._table_index(header)
-        payloads = []
-        for offset in range(0, count, header.frames_per_chunk):
-            rows = symbols[:, :, offset: offset + header.frames_per_chunk]
-            rows = np.ascontiguousarray(rows.reshape(-1, rows.shape[2]), dtype=np.int32)
-            payloads.append(bytes(entropy.encode_symbols(rows, table_index, self.model.tables)))
-        return payloads
+        return [code_chunk(y[:, :, offset: offset + header.frames_per_chunk])
+                for offset in range(0, count, header.frames_per_chunk)]
 
     def decode_from(self, fileobj: BinaryIO, sink: AudioSink, *, ignore_errors: bool = False,
-                    progress: ProgressCallback | None = None) -> DecodeReport:
-        """Stream-decode fileobj into `sink` (float32 `[channels, n]` blocks, original rate)."""
+                    progress: ProgressCallback | None = None,
+                    max_ratio: float | None = MAX_DECODE_RATIO) -> DecodeReport:
+        """Stream-decode fileobj into `sink` (float32 `[channels, n]` blocks, original rate).
+
+        Everything the header promises is checked before `sink.start` (weights, tables,
+        sample count, the MAX_DECODE_RATIO bomb cap), so a bad stream writes nothing.
+        """
         started = time.perf_counter()
-        offset = fileobj.tell()
         reader = format.StreamReader(fileobj)
         header = reader.header
         self._check_stream(header)
+        ratio = _DecodeRatio(header, max_ratio)
+        ratio.check(reader.size_bytes, header.num_frames)
         sink.start(header.sample_rate, header.channels, header.num_samples)
         decoder = _StreamDecoder(self, header, sink.write, progress)
         payload_bytes, damaged = 0, []
         for chunk in reader.chunks(ignore_errors=ignore_errors):
-            if chunk.payload is None:
+            ratio.check_chunk(chunk, header)
+            latent = None if chunk.payload is None else self._chunk_latent_at(
+                header, chunk, ignore_errors)
+            if latent is None:
                 damaged.append(chunk.index)
-                decoder.add_latent(None, chunk.num_frames)
-                continue
-            payload_bytes += len(chunk.payload)
-            decoder.add_latent(self._chunk_latent(header, chunk), chunk.num_frames)
+            else:
+                payload_bytes += len(chunk.payload or b"")
+            decoder.add_latent(latent, chunk.num_frames)
         decoder.finish()
-        size_bytes = fileobj.seek(0, io.SEEK_END) - offset
+        size_bytes = reader.size_bytes if reader.size_bytes is not None else reader.bytes_read
         return DecodeReport(header.sample_rate, header.channels, header.num_samples,
                             header.rate_point, size_bytes, payload_bytes, tuple(damaged),
                             time.perf_counter() - started, str(self.device))
 
+    def _chunk_latent_at(self, header: format.StreamHeader, chunk: format.Chunk,
+                         ignore_errors: bool) -> torch.Tensor | None:
+        """The chunk's latent; an invalid payload (valid CRC) names chunk and offset (spec §8).
+
+        With ignore_errors such a chunk is concealed like a damaged one (None).
+        """
+        try:
+            return self._chunk_latent(header, chunk)
+        except FormatError as exc:
+            if ignore_errors:
+                return None
+            message = str(exc).removesuffix(f" (at byte {exc.offset})")
+            raise FormatError(f"chunk {chunk.index}: invalid payload: {message}",
+                              chunk.offset) from None
+
     def _check_stream(self, header: format.StreamHeader) -> None:
-        """Refuse streams made with other weights (naming both hashes) or geometry."""
+        """Refuse streams made with other weights (naming both hashes) or geometry,
+        CDF tables of another precision, or a header promising more samples than its
+        frames hold."""
         mine = self.model.decoder_sha256
         if header.model_sha256 != mine:
             raise ModelMismatchError(
@@ -598,13 +717,20 @@ class Codec:
         if got != expected:
             raise ModelMismatchError(f"stream geometry (rate, hop, latent channels) {got} "
                                      f"does not match the model's {expected}")
-        if not 0 <= header.rate_point < len(config.rate_points):
+        if not self.model.is_transform and not 0 <= header.rate_point < len(config.rate_points):
             raise ModelMismatchError(f"stream rate point {header.rate_point} not in the model's "
                                      f"0..{len(config.rate_points) - 1}")
+        precision = self.model.tables.precision
+        if header.cdf_precision != precision:       # spec §3.2: the decoder MUST check it
+            raise FormatError(f"stream says cdf_precision = {header.cdf_precision}, but the "
+                              f"weights it names have {precision}-bit CDF tables")
+        format.check_sample_count(header)
 
     @torch.inference_mode()
     def _chunk_latent(self, header: format.StreamHeader, chunk: format.Chunk) -> torch.Tensor:
         """Entropy-decode a chunk's payload and dequantize: latent `[channels, C, frames]`."""
+        if self.model.is_transform:
+            return self._transform_latent(header, chunk)
         rows = entropy.decode_symbols(chunk.payload or b"", self._table_index(header),
                                       chunk.num_frames, self.model.tables)
         # writable + contiguous: torch warns on read-only numpy memory
@@ -612,12 +738,64 @@ class Codec:
         symbols = symbols.reshape(header.channels, header.latent_channels, chunk.num_frames)
         return self.model.quantizer.dequantize(symbols, header.rate_point)
 
+    def _transform_latent(self, header: format.StreamHeader, chunk: format.Chunk
+                          ) -> torch.Tensor:
+        """Coder-2 chunk -> dequantized, noise-filled latent [channels, C + 1, frames].
+
+        The noise is seeded by the chunk index, so a stream always decodes the same.
+        """
+        symbols = chunkcoder.decode_chunk(chunk.payload or b"", self.model.config.layout(),
+                                          self.model.tables, header.channels, chunk.num_frames)
+        latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
+                                                 symbols.step, chunk.index, self.device)
+        if symbols.mid_side:
+            mid, side = latent[0, :-1], latent[1, :-1]
+            latent[0, :-1], latent[1, :-1] = mid + side, mid - side
+        return latent
+
     def _encode_report(self, header: format.StreamHeader, size_bytes: int, payload_bytes: int,
                        seconds: float) -> EncodeReport:
-        point = self.model.config.rate_points[header.rate_point]
+        nominal = float(header.rate_point)
+        if not self.model.is_transform:
+            nominal = float(self.model.config.rate_points[header.rate_point].nominal_kbps)
         return EncodeReport(header.sample_rate, header.channels, header.num_samples,
-                            header.rate_point, float(point.nominal_kbps), size_bytes,
+                            header.rate_point, nominal, size_bytes,
                             payload_bytes, seconds, str(self.device))
+
+
+class _DecodeRatio:
+    """The MAX_DECODE_RATIO cap: model-rate samples a stream promises per byte it has.
+
+    Checked on the header against the stream size when it is known (before any
+    output), else chunk by chunk against the bytes read so far. Concealed chunks
+    count like decoded ones, so --ignore-errors cannot lift it.
+    """
+
+    def __init__(self, header: format.StreamHeader, max_ratio: float | None) -> None:
+        if max_ratio is not None and not max_ratio >= 0:
+            raise UsageError(f"max_ratio must be >= 0 (0 or None: no cap), got {max_ratio!r}")
+        self.limit = float(max_ratio or 0.0)
+        self.header = header
+        self.size_known = False
+
+    def check(self, size_bytes: int | None, frames: int) -> None:
+        """Refuse `frames` frames (all channels) from a stream of `size_bytes` bytes."""
+        if not self.limit or size_bytes is None:
+            return
+        self.size_known = frames == self.header.num_frames
+        samples = frames * self.header.hop_length * self.header.channels
+        if samples > self.limit * size_bytes + DECODE_RATIO_ALLOWANCE:
+            raise LimitError(
+                f"a stream of {size_bytes} bytes claims {samples} samples "
+                f"({self.header.channels} channels at {self.header.model_rate} Hz), over the "
+                f"cap of {self.limit:g} per byte: a decompression bomb or a damaged header "
+                f"(if you trust it, raise the cap: --max-ratio / max_ratio=)")
+
+    def check_chunk(self, chunk: format.Chunk, header: format.StreamHeader) -> None:
+        if self.size_known or chunk.offset is None:
+            return
+        frames = chunk.index * header.frames_per_chunk + chunk.num_frames
+        self.check(chunk.offset + format.MIN_CHUNK_RECORD_BYTES, frames)
 
 
 class _StreamDecoder:
@@ -637,7 +815,9 @@ class _StreamDecoder:
         self.damaged: list[tuple[int, int]] = []    # frame ranges to silence
         self.latent_start = 0
         self.latent_end = 0
-        self.window_frames = codec.window_frames
+        # many channels: shorter windows, so the [channels, window] block stays bounded
+        self.window_frames = max(1, codec.window_frames * _WINDOW_CHANNELS // max(
+            _WINDOW_CHANNELS, header.channels))
         self.next_first = 0                         # first frame of the next window
         model_samples = audio_io.resampled_length(header.num_samples, header.sample_rate,
                                                   header.model_rate)
@@ -649,7 +829,7 @@ class _StreamDecoder:
 
     def add_latent(self, latent: torch.Tensor | None, num_frames: int) -> None:
         if latent is None:
-            latent = torch.zeros(self.header.channels, self.header.latent_channels, num_frames,
+            latent = torch.zeros(self.header.channels, self.codec.latent_rows, num_frames,
                                  device=self.codec.device)
             self.damaged.append((self.latent_end, self.latent_end + num_frames))
         self.latents.append(latent)
@@ -680,9 +860,11 @@ class _StreamDecoder:
         latent = torch.cat(self.latents, dim=2)[:, :, start - self.latent_start:
                                                  stop - self.latent_start]
         hop = self.header.hop_length
-        audio = self.codec.model.decoder(latent)[:, 0, (first - start) * hop:
-                                                  (first - start + count) * hop]
-        block = audio.float().to("cpu").numpy()
+        keep = slice((first - start) * hop, (first - start + count) * hop)
+        # one channel at a time: the networks' memory does not grow with the channel count
+        block = np.concatenate([
+            self.codec.model.decoder(latent[c: c + 1])[:, 0, keep].float().to("cpu").numpy()
+            for c in range(latent.shape[0])])
         self._silence_damaged(block, first, first + count)
         self._drop_latent_before(first + count - self.context)
         self.next_first += count
@@ -734,9 +916,14 @@ def _open_aec(src: str | Path | bytes) -> Iterator[BinaryIO]:
         return
     path = Path(src)
     if not path.is_file():
-        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        if not path.exists() or path.is_dir():
+            raise InputError(f"{path}: no such file" if not path.exists() else
+                             f"{path}: not a file")
     try:
         fileobj = open(path, "rb")
+        if not path.is_file():                 # a FIFO or /dev/fd/N: cannot seek
+            with fileobj:
+                fileobj = cast(Any, io.BytesIO(fileobj.read()))
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with fileobj:

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_SAMPLE_RATE",
     "AudioInfo",
     "AudioReader",
+    "open_input",
     "AudioWriter",
     "WavPipeWriter",
     "open_writer",
@@ -181,8 +182,9 @@ def to_float32(audio: Any) -> NDArray[np.float32]:
     return np.ascontiguousarray(_pcm_to_float(_check_shape(_as_array(audio))))
 
 
-def _open_input(source: str | Path | BinaryIO) -> str | BinaryIO:
-    """Resolve '-', pipes and FIFOs to an in-memory copy (read once); check paths."""
+def open_input(source: str | Path | BinaryIO) -> str | BinaryIO:
+    """A path to a regular file, or stdin/a pipe/a FIFO read once into memory (they
+    cannot seek); a missing, unreadable or folder path raises InputError."""
     if isinstance(source, (str, Path)) and str(source) == "-":
         return io.BytesIO(sys.stdin.buffer.read())
     if isinstance(source, (str, Path)):
@@ -251,7 +253,7 @@ class AudioReader:
 
     def __init__(self, source: str | Path | BinaryIO, *, strict: bool = False) -> None:
         self.name = str(source) if isinstance(source, (str, Path)) else "<stream>"
-        target = _open_input(source)
+        target = open_input(source)
         declared = wav_declared_frames(target) if _can_peek(target) else None
         try:
             self._file = soundfile.SoundFile(target)
@@ -364,27 +366,91 @@ class AudioWriter:
     def __init__(self, fileobj: BinaryIO, sample_rate: int, channels: int, kind: str,
                  subtype: str) -> None:
         self._clip = subtype != "FLOAT"
+        self._guard = _GuardedFile(fileobj)
         try:
-            self._file = soundfile.SoundFile(fileobj, "w", samplerate=sample_rate,
+            self._file = soundfile.SoundFile(self._guard, "w", samplerate=sample_rate,
                                              channels=channels, format=kind, subtype=subtype)
         except (soundfile.LibsndfileError, RuntimeError) as exc:
-            raise OutputError(f"cannot write {kind}/{subtype} audio: {exc}") from None
+            raise self._error(f"cannot write {kind}/{subtype} audio: {exc}") from None
 
     def write(self, block: NDArray[np.float32]) -> None:
         data = np.clip(block, -1.0, 1.0) if self._clip else block
         try:
             self._file.write(np.ascontiguousarray(data.T))
         except (soundfile.LibsndfileError, RuntimeError) as exc:
-            raise OutputError(f"cannot write audio: {exc}") from None
+            raise self._error(f"cannot write audio: {exc}") from None
+        self._raise_failure()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise self._error(f"cannot write audio: {exc}") from None
+        self._raise_failure()
+
+    def _error(self, fallback: str) -> OutputError:
+        """The OS error libsndfile saw through its callbacks (e.g. disk full), else fallback."""
+        failure = self._guard.failure
+        if failure is None:
+            return OutputError(fallback)
+        return OutputError(f"cannot write audio: {failure.strerror or failure}")
+
+    def _raise_failure(self) -> None:
+        if self._guard.failure is not None:
+            raise self._error("")
 
     def __enter__(self) -> AudioWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _GuardedFile:
+    """A file object for libsndfile's callbacks that never raises into them.
+
+    An OSError inside a cffi callback prints "Exception ignored from cffi callback"
+    tracebacks and libsndfile carries on; instead the first error is kept in
+    `failure`, the callback reports a short write, and AudioWriter raises one
+    OutputError with the OS's reason.
+    """
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._f = fileobj
+        self.failure: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.failure is not None:
+            return 0
+        try:
+            written = self._f.write(data)
+        except OSError as exc:
+            self.failure = exc
+            return 0
+        return len(data) if written is None else written
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._f.seek(offset, whence)
+        except OSError as exc:
+            self.failure = self.failure or exc
+            return -1
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._f.read(size)
+        except OSError as exc:
+            self.failure = self.failure or exc
+            return b""
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.failure = self.failure or exc
 
 
 class WavPipeWriter:

@@ -17,6 +17,8 @@ import argparse
 import io
 import json
 import os
+import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codec import __version__
-from codec.errors import AecError, InputError, OutputError
+from codec.errors import AecError, InputError, OutputError, UsageError
 
 if TYPE_CHECKING:
     from codec.api import Codec, DecodeReport, EncodeReport
@@ -37,9 +39,12 @@ EXIT_CODES_HELP = """exit codes:
   6 newer .aec version  7 weights missing/wrong   8 unsupported audio
   9 output exists (-f)  10 output not writable    11 device not available
 """
-#: Show a progress bar only for inputs longer than this (and only on a terminal).
-PROGRESS_MIN_SECONDS = 5.0
+#: Show a progress bar only once a job has run this long (and only on a terminal).
+PROGRESS_DELAY_SECONDS = 1.0
 DEFAULT_KBPS = 6.0
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+#: Signals that end a run like Ctrl-C does: temporary files are removed first.
+_TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
 # ---------------------------------------------------------------- parser
@@ -67,11 +72,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    """argparse type for --device: auto, cpu, cuda or cuda:N (exact spelling)."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid device {text!r} (choose {DEVICE_CHOICES})")
+
+
+def _ratio(text: str) -> float:
+    """argparse type for --max-ratio: a number >= 0 (0: no cap)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
                 output: bool = True) -> None:
     """Options shared by the subcommands that load a model or write a file."""
     if model:
-        parser.add_argument("--device", default="auto",
+        parser.add_argument("--device", default="auto", type=_device,
                             help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
         parser.add_argument("--weights", metavar="PATH", default=None,
                             help="model weights to use (default: the shipped aec-base)")
@@ -95,6 +118,8 @@ def _add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--kbps", type=_kbps, default=DEFAULT_KBPS,
                    help=f"target rate; picks the highest rate point not above it "
                         f"(default: {DEFAULT_KBPS:g})")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 8) on a truncated input instead of warning")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(p)
     p.set_defaults(run=run_encode)
@@ -111,6 +136,9 @@ def _add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="conceal damaged chunks with silence instead of failing")
     p.add_argument("--sample-format", choices=("pcm16", "pcm24", "float"), default="pcm16",
                    help="output samples (float: wav only; default: pcm16)")
+    p.add_argument("--max-ratio", type=_ratio, default=None, metavar="R",
+                   help="decompression-bomb cap: model-rate samples (all channels) per "
+                        "stream byte (default: 4096; 0: no cap)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(p)
     p.set_defaults(run=run_decode)
@@ -121,6 +149,9 @@ def _add_info(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Show an .aec file's header, sizes and rates (no model needed).",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="FILE.aec", help=".aec file, or - for stdin")
+    p.add_argument("--check", action="store_true",
+                   help="verify (like flac -t): walk every chunk and the trailer, check the "
+                        "header's sample count; exit 4/5 on any damage")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_common(p, model=False, output=False)
     p.set_defaults(run=run_info)
@@ -134,7 +165,10 @@ def _add_roundtrip(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
     p.add_argument("--kbps", type=_kbps, default=DEFAULT_KBPS,
                    help=f"target rate (default: {DEFAULT_KBPS:g})")
-    p.add_argument("-o", "--output", metavar="DECODED.wav", help="also write the decoded audio")
+    p.add_argument("-o", "--output", metavar="DECODED.wav",
+                   help="also write the decoded audio (- for stdout: the report goes to stderr)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 8) on a truncated input instead of warning")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(p)
     p.set_defaults(run=run_roundtrip)
@@ -188,13 +222,15 @@ def _refuse_terminal(output: str) -> None:
 
 
 def _check_paths(args: argparse.Namespace, output: str | None) -> None:
-    """Fail fast, before the model loads: missing input (3), existing output (9)."""
-    from codec.api import check_output
+    """Fail fast, before the model loads: missing input (3), output == input (2),
+    existing output (9)."""
+    from codec.api import check_not_input, check_output
 
     if args.input != "-" and not os.path.exists(args.input):
         raise InputError(f"{args.input}: no such file")
     if output is not None:
         _refuse_terminal(output)
+        check_not_input(args.input, output)
         if output != "-":
             check_output(Path(output), args.force)
 
@@ -211,7 +247,11 @@ def _load_codec(args: argparse.Namespace, need_encoder: bool = True) -> Codec:
 
 @dataclass
 class _Progress:
-    """A tqdm bar on stderr for long inputs on a terminal; a no-op otherwise."""
+    """A tqdm bar on stderr for jobs that run over PROGRESS_DELAY_SECONDS on a terminal.
+
+    The total comes with the first callback (the header or the input says it), so
+    nothing is read twice to size the bar, and stdin input gets one too.
+    """
 
     enabled: bool
     desc: str
@@ -224,43 +264,24 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=self.desc, unit="smp", unit_scale=True,
-                            leave=False, file=sys.stderr)
+                            leave=False, file=sys.stderr, delay=PROGRESS_DELAY_SECONDS)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
-def _progress(args: argparse.Namespace, desc: str, seconds: float) -> _Progress:
-    show = not args.quiet and sys.stderr.isatty() and seconds > PROGRESS_MIN_SECONDS
-    return _Progress(show, desc)
+def _progress(args: argparse.Namespace, desc: str) -> _Progress:
+    return _Progress(not args.quiet and sys.stderr.isatty(), desc)
 
 
-def _input_seconds(path: str) -> float:
-    """Duration of an audio file (0 for stdin or when unknown): decides the progress bar."""
-    if path == "-":
-        return 0.0
-    from codec.audio import AudioReader
-
-    try:
-        with AudioReader(path) as reader:
-            return reader.info.duration_s
-    except AecError:
-        return 0.0
-
-
-def _stream_seconds(path: str) -> float:
-    """Duration an .aec file announces (0 for stdin or when unreadable)."""
-    if path == "-":
-        return 0.0
-    from codec.api import read_header
-
-    try:
-        header = read_header(path)
-    except AecError:
-        return 0.0
-    return header.num_samples / header.sample_rate
+def _warn(args: argparse.Namespace, warnings: Sequence[str]) -> None:
+    """Warnings go to stderr as `aec: warning: ...` lines (silenced by -q)."""
+    for line in warnings:
+        if not args.quiet:
+            print(f"aec: warning: {line}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- reports
@@ -316,12 +337,13 @@ def run_encode(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.input, ".aec")
     _check_paths(args, output)
     codec = _load_codec(args)
-    progress = _progress(args, "encode", _input_seconds(args.input))
+    progress = _progress(args, "encode")
     try:
         report = codec.encode_file(args.input, output, args.kbps, overwrite=args.force,
-                                   progress=progress)
+                                   progress=progress, strict=args.strict)
     finally:
         progress.close()
+    _warn(args, report.warnings)
     data = _encode_dict(report) | {"input": args.input, "output": output}
     if args.json:
         _print_json(data, to_stderr=output == "-")
@@ -342,11 +364,13 @@ def run_decode(args: argparse.Namespace) -> int:
     _check_paths(args, output)
     output_format(output, args.sample_format)
     codec = _load_codec(args, need_encoder=False)
-    progress = _progress(args, "decode", _stream_seconds(args.input))
+    progress = _progress(args, "decode")
+    ratio = {} if args.max_ratio is None else {"max_ratio": args.max_ratio}
     try:
         report = codec.decode_file(args.input, output, overwrite=args.force,
                                    ignore_errors=args.ignore_errors,
-                                   sample_format=args.sample_format, progress=progress)
+                                   sample_format=args.sample_format, progress=progress,
+                                   **ratio)
     finally:
         progress.close()
     data = _decode_dict(report) | {"input": args.input, "output": output}
@@ -394,12 +418,15 @@ def info_dict(fileobj: BinaryIO) -> dict[str, Any]:
 
 
 def _open_aec_input(path: str) -> BinaryIO:
-    """An .aec input as a seekable binary file ('-' = stdin, read into memory)."""
+    """An .aec input as a seekable binary file ('-', pipes and FIFOs: read into memory)."""
     if path == "-":
         return io.BytesIO(sys.stdin.buffer.read())
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory")
     try:
+        if os.path.exists(path) and not os.path.isfile(path):
+            with open(path, "rb") as pipe:            # /dev/fd/N, a FIFO: cannot seek
+                return io.BytesIO(pipe.read())
         return open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -407,10 +434,30 @@ def _open_aec_input(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+def verify_stream(fileobj: BinaryIO) -> None:
+    """`info --check`: every chunk (CRC) and the trailer strictly, and the header's
+    sample count against its frames; raises the first problem (exit 4 or 5).
+
+    Payloads are not entropy-decoded (that needs the weights: `aec decode` does it).
+    """
+    from codec import format
+
+    start = fileobj.tell()
+    reader = format.StreamReader(fileobj)
+    format.check_sample_count(reader.header)
+    for _ in reader.chunks():
+        pass
+    fileobj.seek(start)
+
+
 def run_info(args: argparse.Namespace) -> int:
     """`aec info`: header, sizes and rates, without loading a model (no torch)."""
     with _open_aec_input(args.input) as fileobj:
+        if args.check:
+            verify_stream(fileobj)
         fields = info_dict(fileobj)
+    if args.check:
+        fields["check"] = "ok"
     if args.json:
         _print_json(fields)
         return 0
@@ -423,43 +470,42 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_roundtrip(args: argparse.Namespace) -> int:
-    """`aec roundtrip`: encode + decode in memory; rate, quality and speed vs the input."""
-    from codec.api import ArraySink, array_source, atomic_output
-    from codec.audio import AudioReader, output_format, write_audio
-    from codec.metrics import mel_distance, si_sdr_db, snr_db
+    """`aec roundtrip`: encode + decode, streaming; rate, quality and speed vs the input."""
+    from codec.audio import output_format
+    from codec.roundtrip import roundtrip
 
     _check_paths(args, args.output)
     if args.output:
-        kind, subtype = output_format(args.output)
-    with AudioReader(args.input) as reader:
-        original, sample_rate = reader.read_all(), reader.info.sample_rate
+        output_format(args.output)
     codec = _load_codec(args)
     codec.warm_up()                      # report steady-state speed, not first-call setup
-    stream = io.BytesIO()
-    encoded = codec.encode_to(stream, array_source(original, sample_rate), args.kbps)
-    sink = ArraySink()
-    decoded_report = codec.decode_from(io.BytesIO(stream.getvalue()), sink)
-    decoded = sink.audio()
-    if args.output:
-        with atomic_output(args.output, args.force) as fileobj:
-            write_audio(fileobj, decoded, sample_rate, kind, subtype)
-    quality = {"snr_db": snr_db(original, decoded), "si_sdr_db": si_sdr_db(original, decoded)}
-    data = _encode_dict(encoded) | {
+    encode_bar, decode_bar = _progress(args, "encode"), _progress(args, "decode")
+    try:
+        report = roundtrip(codec, args.input, args.kbps, output=args.output,
+                           overwrite=args.force, strict=args.strict,
+                           encode_progress=encode_bar, decode_progress=decode_bar)
+    finally:
+        encode_bar.close()
+        decode_bar.close()
+    _warn(args, report.encode.warnings)
+    quality = {"snr_db": report.snr_db, "si_sdr_db": report.si_sdr_db}
+    data = _encode_dict(report.encode) | {
         "input": args.input,
-        "snr_db": _finite(quality["snr_db"]),
-        "si_sdr_db": _finite(quality["si_sdr_db"]),
-        "mel_distance": round(mel_distance(original, decoded, sample_rate), 4),
-        "decode_seconds": round(decoded_report.seconds, 4),
-        "decode_realtime": _finite(decoded_report.realtime),
+        "snr_db": _finite(report.snr_db),
+        "si_sdr_db": _finite(report.si_sdr_db),
+        "mel_distance": round(report.mel_distance, 4),
+        "decode_seconds": round(report.decode.seconds, 4),
+        "decode_realtime": _finite(report.decode.realtime),
     }
-    _report_roundtrip(args, data, quality)
+    _report_roundtrip(args, data, quality, to_stderr=args.output == "-")
     return 0
 
 
 def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any],
-                      quality: dict[str, float]) -> None:
+                      quality: dict[str, float], to_stderr: bool) -> None:
+    """The report, on stdout unless stdout carries the decoded audio (`-o -`)."""
     if args.json:
-        _print_json(data)
+        _print_json(data, to_stderr=to_stderr)
         return
     if args.quiet:
         return
@@ -469,7 +515,8 @@ def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any],
           f"  quality:  SNR {_db(quality['snr_db'])}, SI-SDR {_db(quality['si_sdr_db'])}, "
           f"mel distance {data['mel_distance']:.4f}\n"
           f"  speed:    encode {_format_speed(data['encode_realtime'])}, "
-          f"decode {_format_speed(data['decode_realtime'])} on {data['device']}")
+          f"decode {_format_speed(data['decode_realtime'])} on {data['device']}",
+          file=sys.stderr if to_stderr else sys.stdout)
 
 
 def _db(value: float) -> str:
@@ -486,11 +533,42 @@ def run_train(argv: Sequence[str]) -> int:
 
     import codec.train as train
 
+    out = _check_train_paths(argv)
     entry: Any = getattr(train, "main", None)
     if entry is None or not callable(entry):
         entry = importlib.import_module("codec.train.__main__").main
-    result = entry(list(argv))
+    try:
+        result = entry(list(argv))
+    except ValueError as exc:            # the trainer's own checks (e.g. no audio found)
+        _remove_if_only_config(out)
+        raise UsageError(f"train: {exc}") from None
     return int(result or 0)
+
+
+def _check_train_paths(argv: Sequence[str]) -> Path | None:
+    """--data folders must exist (exit 3) before the trainer makes its run folder.
+
+    Returns the --out folder if this run is about to create it, else None.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data", nargs="+", default=[])
+    parser.add_argument("--out", default=None)
+    known, _ = parser.parse_known_args(list(argv))
+    for folder in known.data:
+        if not os.path.isdir(folder):
+            raise InputError(f"{folder}: no such folder (--data)")
+    if known.out is None or os.path.exists(known.out):
+        return None
+    return Path(known.out)
+
+
+def _remove_if_only_config(out: Path | None) -> None:
+    """Take back a run folder this run created when it holds nothing but its config."""
+    if out is not None and out.is_dir() and {p.name for p in out.iterdir()} <= {
+            "train_config.json"}:
+        for child in out.iterdir():
+            child.unlink()
+        out.rmdir()
 
 
 # ---------------------------------------------------------------- entry points
@@ -507,9 +585,47 @@ def _os_error_code(exc: OSError) -> int:
     return InputError.exit_code if isinstance(exc, FileNotFoundError) else OutputError.exit_code
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM/SIGHUP handler, so cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM/SIGHUP -> _Terminated in the main thread; returns the previous handlers."""
+    import threading
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in _TERMINATING_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, _raise_terminated)
+    return previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`aec`: parse, run one subcommand, map errors to exit codes."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    """`aec`: parse, run one subcommand, map errors to exit codes.
+
+    SIGTERM and SIGHUP end the run like Ctrl-C: temporary outputs are removed, one
+    line goes to stderr, and the exit code is 128 + the signal number.
+    """
+    previous = _install_signal_handlers()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _main(args_list: list[str]) -> int:
     try:
         if args_list[:1] == ["train"]:
             return run_train(args_list[1:])
@@ -526,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), _os_error_code(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except _Terminated as exc:
+        return _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)
 
 
 def _silence_stdout() -> None:

@@ -47,10 +47,12 @@ __all__ = [
 MAGIC = b"\x89AEC\r\n\x1a\n"
 """8 bytes; the high bit, CR LF, ^Z and LF catch 7-bit and text-mode damage (like PNG)."""
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 INDEX_TAG = 0x49  # "I": seek index trailer block (spec §6)
 END_MAGIC = b"END\x00"  # first 4 bytes of the end block (spec §7)
-KNOWN_CODER_IDS = frozenset({1})  # 1 = rANS of spec §5 (codec.entropy.CODER_ID)
+KNOWN_CODER_IDS = frozenset({1, 2})  # rANS of spec §5: 1 = per-row tables, 2 = §5.6 chunks
+END_BLOCK_BYTES = 8      # "END\0" + u32 trailer_size (spec §7)
+INDEX_FIXED_BYTES = 1 + 5 + 5 + 4  # seek index tag, size and count varints (bound), CRC-32
 META_ENCODER, META_TAGS, META_SOURCE = 1, 2, 3  # known metadata kinds (spec §3.3)
 
 # --- spec §8: limits a reader enforces -----------------------------------------------
@@ -651,6 +653,16 @@ class StreamReader:
             raise TruncatedError(f"header announces {self.header.num_chunks} chunks, needing "
                                  f"at least {need} bytes, but only {left} remain",
                                  self.chunks_start)
+
+    @property
+    def size_bytes(self) -> int | None:
+        """The whole stream's size in bytes, if the file object can tell (seekable)."""
+        return self._src.size
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes consumed from the stream start so far (the size, once the trailer is read)."""
+        return self._src.pos
 
     # -- sequential reading --
 
