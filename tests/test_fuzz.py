@@ -1,4 +1,4 @@
-"""Seeded fuzzing of spec/vectors: every damaged stream decodes fully or raises AecError.
+"""Seeded fuzzing of spec/vectors: every damaged stream raises the error its damage calls for.
 
 Each case reads the header, every chunk (strict, or with ignore_errors on odd
 cases; from a seekable buffer, or from a pipe on every third case) and
@@ -7,10 +7,18 @@ subclass fails the test with the seed needed to replay the case. Mutations:
 bit flips, truncations, insertions, deletions, chunk-length edits, version
 edits, and header/index edits with the CRC recomputed (to reach the checks
 behind the CRC).
+
+A case with one mutation, read strictly, must end in the error class its
+mutation class calls for (`expected_outcomes`): a truncation is a
+TruncatedError, a flipped payload bit a ChecksumError naming that chunk, a
+flipped header bit a FormatError, a rewritten seek index a FormatError, and so
+on; none may decode cleanly. Targeted forgeries, one per spec MUST, are in
+tests/test_spec_musts.py.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 import struct
@@ -25,7 +33,7 @@ from conftest import PipeReader
 
 from codec import format as fmt
 from codec.entropy import CdfTable, decode_symbols
-from codec.errors import AecError, FormatError
+from codec.errors import AecError, ChecksumError, FormatError
 from codec.format import StreamReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,17 +59,21 @@ def Pipe(data: bytes) -> PipeReader:
 
 
 def decode_everything(data: bytes, ignore_errors: bool, pipe: bool = False) -> str:
-    """Header + all chunks + entropy decode, as `Codec.decode` would do it."""
+    """Header + all chunks + entropy decode, as `Codec.decode` would do it: "decoded", or
+    "damaged:K,..." naming the chunks reported damaged (with ignore_errors)."""
     reader = StreamReader(Pipe(data) if pipe else io.BytesIO(data))  # type: ignore[arg-type]
     h = reader.header
     rows = np.arange(h.channels * h.latent_channels)
     index = (h.rate_point * h.latent_channels + rows % h.latent_channels).astype(np.int32)
     if index.size and index.max() >= TABLES.num_tables:
         raise FormatError("rate point / latent channels do not match the model's tables")
+    damaged = []
     for chunk in reader.chunks(ignore_errors=ignore_errors):
-        if chunk.payload is not None:
+        if chunk.payload is None:
+            damaged.append(chunk.index)
+        else:
             decode_symbols(chunk.payload, index, chunk.num_frames, TABLES)
-    return "decoded"
+    return f"damaged:{','.join(map(str, damaged))}" if damaged else "decoded"
 
 
 # --- mutations -----------------------------------------------------------------------
@@ -154,12 +166,99 @@ MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [
 
 def mutate(seed: int) -> bytes:
     """The seeded case: one vector with one or a few mutations applied."""
+    return mutate_named(seed)[0]
+
+
+def mutate_named(seed: int) -> tuple[bytes, bytes, list[str]]:
+    """(mutated stream, source vector, names of the mutations applied) of a seeded case."""
     rng = random.Random(seed)
     source = VECTORS[seed % len(VECTORS)].read_bytes()
-    data = source
+    data, names = source, []
     for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 4)):
-        data = MUTATIONS[rng.randrange(len(MUTATIONS))](data, rng) if data else data
-    return data
+        if data:
+            mutation = MUTATIONS[rng.randrange(len(MUTATIONS))]
+            data = mutation(data, rng)
+            names.append(mutation.__name__)
+    return data, source, names
+
+
+# --- what each mutation class must raise (strict reading, one mutation) ---------------
+
+ANY_ERROR = frozenset({"ChecksumError", "TruncatedError", "LimitError", "FormatError",
+                       "UnsupportedVersionError"})
+#: A damaged length or size field: the record ends elsewhere, so any of these.
+FIELD_DAMAGE = frozenset({"ChecksumError", "TruncatedError", "LimitError", "FormatError"})
+#: A flipped major byte fails the header CRC; an older reader refused it as newer.
+MAJOR_DAMAGE = frozenset({"FormatError", "UnsupportedVersionError"})
+
+
+@functools.cache
+def pristine_outcome(source: bytes) -> str:
+    """Strict outcome of an unmutated vector."""
+    try:
+        return decode_everything(source, ignore_errors=False)
+    except ChecksumError as exc:
+        return f"ChecksumError:{exc.chunk_index}"
+    except AecError as exc:
+        return type(exc).__name__
+
+
+def stream_regions(source: bytes) -> list[tuple[int, int, str]]:
+    """(start, end, label) of every part of a pristine vector, in stream order (spec §2)."""
+    reader = StreamReader(io.BytesIO(source))
+    regions = [(0, 8, "magic"), (8, 9, "major"), (9, 10, "minor")]
+    size_end = 10 + next(i for i in range(10) if source[10 + i] < 0x80) + 1
+    regions += [(10, size_end, "header_size"), (size_end, reader.chunks_start, "header")]
+    index = reader.seek_index
+    assert index is not None, "every vector has a seek index"
+    for k, (at, size) in enumerate(zip(index.offsets(reader.chunks_start), index.record_sizes)):
+        length_end = at + next(i for i in range(10) if source[at + i] < 0x80) + 1
+        regions += [(at, length_end, "length"), (length_end, at + size, f"chunk:{k}")]
+    trailer = reader.chunks_start + sum(index.record_sizes)
+    end = len(source) - 8
+    regions += [(trailer, end, "trailer"), (end, end + 4, "end_magic"),
+                (end + 4, end + 8, "trailer_size")]
+    return regions
+
+
+def flip_outcomes(source: bytes, data: bytes) -> frozenset[str]:
+    """Strict outcome of bit flips: decided by the first damaged part of the stream."""
+    first = next(i for i, (a, b) in enumerate(zip(source, data)) if a != b)
+    label = next(lab for start, end, lab in stream_regions(source) if start <= first < end)
+    if label.startswith("chunk:"):
+        return frozenset({f"ChecksumError:{label[6:]}"})
+    return {"magic": frozenset({"FormatError"}), "major": MAJOR_DAMAGE,
+            "minor": frozenset({"FormatError"}), "header": frozenset({"FormatError"}),
+            "trailer_size": frozenset({"FormatError"})}.get(label, FIELD_DAMAGE)
+
+
+def expected_outcomes(name: str, source: bytes, data: bytes) -> frozenset[str]:
+    """What strict reading of a one-mutation case must give; "decoded" only if allowed.
+
+    A vector that is itself refused (newer major, damaged chunk) stays refused.
+    """
+    if data == source:
+        return frozenset({pristine_outcome(source)})
+    if pristine_outcome(source) != "decoded":
+        return ANY_ERROR
+    if name == "flip_bits" and len(data) == len(source):
+        return flip_outcomes(source, data)
+    if name == "truncate":
+        return frozenset({"TruncatedError"})
+    if name == "edit_version":
+        return MAJOR_DAMAGE if data[8] != source[8] else frozenset({"FormatError"})
+    if name == "edit_chunk_length":
+        return FIELD_DAMAGE
+    if name == "edit_trailer_with_crc":
+        return frozenset({"FormatError", "TruncatedError"})
+    if name == "edit_header_with_crc":       # a changed field may still be valid
+        return ANY_ERROR | {"decoded"}
+    return ANY_ERROR                          # insert, delete: detected, never decoded
+
+
+def outcome_matches(outcome: str, expected: frozenset[str]) -> bool:
+    """ChecksumError:K must name chunk K; other classes compare by name."""
+    return outcome in expected or outcome.split(":")[0] in expected
 
 
 def decode_case(seed: int, data: bytes) -> tuple[str, float, int]:
@@ -170,6 +269,8 @@ def decode_case(seed: int, data: bytes) -> tuple[str, float, int]:
     start = time.perf_counter()
     try:
         outcome = decode_everything(data, ignore_errors=seed % 2 == 1, pipe=seed % 3 == 2)
+    except ChecksumError as exc:
+        outcome = f"ChecksumError:{exc.chunk_index}"
     except AecError as exc:
         outcome = type(exc).__name__
     elapsed = time.perf_counter() - start
@@ -192,19 +293,27 @@ def declared_symbols(data: bytes) -> int:
 def test_fuzzed_vectors_decode_or_raise_aec_error() -> None:
     outcomes: dict[str, int] = {}
     slowest = 0.0
+    wrong: list[str] = []
     for seed in range(NUM_CASES):
-        data = mutate(seed)
+        data, source, names = mutate_named(seed)
         size = len(data)
         try:
             outcome, elapsed, peak = decode_case(seed, data)
         except Exception as exc:  # anything not an AecError is a bug: show the seed
             pytest.fail(f"case {seed}: {type(exc).__name__}: {exc}")
+        if len(names) == 1 and seed % 2 == 0:
+            expected = expected_outcomes(names[0], source, data)
+            if not outcome_matches(outcome, expected):
+                wrong.append(f"case {seed} ({names[0]}): {outcome}, expected one of "
+                             f"{sorted(expected)}")
+        outcome = outcome.split(":")[0]
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         slowest = max(slowest, elapsed)
         assert elapsed < MAX_CASE_S, f"case {seed} took {elapsed:.2f} s"
         if peak >= 0:
             assert peak < 64 * size + (1 << 20), f"case {seed}: peak {peak} for {size} bytes"
     assert sum(outcomes.values()) == NUM_CASES
+    assert not wrong, f"{len(wrong)} cases raised the wrong error:\n" + "\n".join(wrong[:20])
     # both sides were exercised, and the damage checks all fired
     assert outcomes.get("decoded", 0) > 100
     for kind in ("ChecksumError", "TruncatedError", "LimitError", "FormatError",
