@@ -626,7 +626,7 @@ class Codec:
         seconds = header.num_samples / header.sample_rate
         fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
         controller = RateController(self.model.config.layout(), self.model.tables,
-                                    kbps * 1000.0 * seconds - 8.0 * fixed,
+                                    self.model.quantizer, kbps * 1000.0 * seconds - 8.0 * fixed,
                                     header.num_frames)
         return lambda y: controller.code_chunk(y)[0]
 
@@ -747,7 +747,8 @@ class Codec:
         symbols = chunkcoder.decode_chunk(chunk.payload or b"", self.model.config.layout(),
                                           self.model.tables, header.channels, chunk.num_frames)
         latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
-                                                 symbols.step, chunk.index, self.device)
+                                                 symbols.step, symbols.noise, chunk.index,
+                                                 self.device)
         if symbols.mid_side:
             mid, side = latent[0, :-1], latent[1, :-1]
             latent[0, :-1], latent[1, :-1] = mid + side, mid - side

@@ -22,7 +22,8 @@ from codec.errors import WeightsError
 
 if TYPE_CHECKING:
     from codec.entropy import CdfTable
-    from codec.model import Decoder, Encoder, Geometry, RateQuantizer
+    from codec.model import Geometry
+    from codec.scales import ScaleLayout
 
 DEFAULT_MODEL = "aec-base"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -57,6 +58,10 @@ class ModelConfig:
         RatePoint(i, k, k) for i, k in enumerate((3.0, 6.0, 12.0, 24.0))))
     cdf_precision: int = 16
     version: int = CONFIG_VERSION
+    arch: str = "autoencoder"                 # or "transform" (MDCT + learned post-filter)
+    scale_layout: dict[str, Any] | None = None  # transform: codec.scales.ScaleLayout fields
+    postfilter_hidden: int = 256
+    postfilter_layers: int = 2
 
     @property
     def hop_length(self) -> int:
@@ -64,7 +69,19 @@ class ModelConfig:
 
     @property
     def num_tables(self) -> int:
+        if self.arch == "transform":
+            return self.layout().num_tables
         return len(self.rate_points) * self.latent_channels
+
+    def layout(self) -> ScaleLayout:
+        """The transform coder's integer layout (WeightsError for other architectures)."""
+        from codec.scales import ScaleLayout
+
+        if self.arch != "transform" or not self.scale_layout:
+            raise WeightsError(f"a {self.arch!r} model has no scale layout")
+        data = dict(self.scale_layout)
+        data["band_edges"] = tuple(int(v) for v in data["band_edges"])
+        return ScaleLayout(**data)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -96,6 +113,11 @@ class ModelConfig:
 def _validate_config(config: ModelConfig) -> None:
     if config.version != CONFIG_VERSION:
         raise WeightsError(f"model config version {config.version}, expected {CONFIG_VERSION}")
+    if config.arch == "transform":
+        _validate_transform(config)
+        return
+    if config.arch != "autoencoder":
+        raise WeightsError(f"unknown model architecture {config.arch!r}")
     if not (len(config.strides) == len(config.encoder_channels) == len(config.decoder_channels)):
         raise WeightsError("strides and channel lists differ in length")
     if not config.rate_points or any(rp.index != i for i, rp in enumerate(config.rate_points)):
@@ -104,22 +126,45 @@ def _validate_config(config: ModelConfig) -> None:
         raise WeightsError("strides, latent_channels and model_rate must be positive")
 
 
+def _validate_transform(config: ModelConfig) -> None:
+    try:
+        layout = config.layout()
+    except (TypeError, ValueError, KeyError) as exc:
+        raise WeightsError(f"malformed scale layout: {exc}") from exc
+    if config.strides != (layout.coefficients,) or config.latent_channels != layout.coefficients:
+        raise WeightsError("a transform model's stride and latent_channels are its MDCT bins")
+    if min(config.postfilter_hidden, config.postfilter_layers, config.model_rate) < 1:
+        raise WeightsError("postfilter sizes and model_rate must be positive")
+
+
 @dataclass(frozen=True)
 class CodecModel:
     """A loaded model: modules in eval mode, frozen tables and identity."""
 
     config: ModelConfig
-    encoder: Encoder | None           # None when only decoder-side weights were loaded
-    decoder: Decoder
-    quantizer: RateQuantizer
+    encoder: Any                      # None when only decoder-side weights were loaded
+    decoder: Any
+    quantizer: Any
     tables: CdfTable
     decoder_sha256: bytes
     geometry: Geometry
 
+    @property
+    def is_transform(self) -> bool:
+        return self.config.arch == "transform"
 
-def build_modules(config: ModelConfig) -> tuple[Encoder, Decoder, RateQuantizer]:
+
+def build_modules(config: ModelConfig) -> tuple[Any, Any, Any]:
     """Fresh (untrained) encoder, decoder and quantizer for a config."""
     from codec.model import Decoder, Encoder, RateQuantizer
+
+    if config.arch == "transform":
+        from codec.model.transform import TransformDecoder, TransformEncoder, TransformQuantizer
+
+        bins = config.latent_channels
+        return (TransformEncoder(bins),
+                TransformDecoder(bins, config.postfilter_hidden, config.postfilter_layers),
+                TransformQuantizer(config.layout()))
 
     encoder = Encoder(config.encoder_channels, config.strides, config.latent_channels,
                       config.dilations)
@@ -221,8 +266,6 @@ def load_model(path: str | Path | None = None, *, device: str = "cpu",
     Never unpickles: weights are safetensors, the config is JSON. Modules come
     back in eval mode with gradients off.
     """
-    from codec.model import compute_geometry
-
     config_path, encoder_path, decoder_path = model_paths(path)
     config = _read_config(config_path)
     dec_arrays, dec_bytes = _read_safetensors(decoder_path, "decoder")
@@ -230,7 +273,7 @@ def load_model(path: str | Path | None = None, *, device: str = "cpu",
     encoder, decoder, quantizer = build_modules(config)
     _load_state(decoder, _take(dec_arrays, DECODER_PREFIX), "decoder")
     _load_state(quantizer, _take(dec_arrays, QUANTIZER_PREFIX), "quantizer")
-    geometry = compute_geometry(encoder, decoder, config.hop_length)
+    geometry = model_geometry(config, encoder, decoder)
     loaded_encoder = None
     if need_encoder:
         enc_arrays, _ = _read_safetensors(encoder_path, "encoder")
@@ -241,6 +284,19 @@ def load_model(path: str | Path | None = None, *, device: str = "cpu",
                       quantizer=quantizer.to(device).eval().requires_grad_(False),
                       tables=tables, decoder_sha256=hashlib.sha256(dec_bytes).digest(),
                       geometry=geometry)
+
+
+def model_geometry(config: ModelConfig, encoder: Any, decoder: Any) -> Geometry:
+    """Windowing geometry: walked from the convs, or the transform coder's fixed framing."""
+    from codec.model import Geometry, compute_geometry
+    from codec.model.mdct import TAIL_FRAMES
+
+    if config.arch == "transform":
+        hop = config.hop_length
+        return Geometry(hop_length=hop, encoder_context_frames=1,
+                        decoder_context_frames=decoder.context_frames,
+                        encoder_delay=hop // 2, tail_frames=TAIL_FRAMES)
+    return compute_geometry(encoder, decoder, config.hop_length)
 
 
 def save_model(path_stem: str | Path, config: ModelConfig, encoder: Any, decoder: Any,

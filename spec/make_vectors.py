@@ -102,12 +102,13 @@ def encode(h: StreamHeader, seed: int, tables: CdfTable,
 
 
 def newer_minor(tables: CdfTable) -> bytes:
-    """A 1.1 stream: one extra header field and one unknown trailer block to skip."""
+    """A stream of the next minor version: one extra header field and one unknown
+    trailer block, which this reader must skip."""
     data = encode(header(1, 150, 150), 70, tables, seek_index=False)
     size = data[10]
     body, rest = data[11 : 11 + size], data[11 + size + 4 : -8]
     body += b"\x2a"  # a hypothetical 1.1 header field
-    covered = bytes([1, 1]) + fmt.encode_varint(len(body)) + body
+    covered = bytes([1, fmt.FORMAT_MINOR + 1]) + fmt.encode_varint(len(body)) + body
     block = b"\x5a\x03xyz"
     block += struct.pack("<I", fmt.crc32(block))
     return (fmt.MAGIC + covered + struct.pack("<I", fmt.crc32(covered)) + rest + block

@@ -23,6 +23,7 @@ class Geometry:
     encoder_context_frames: int   # frames of context each side for exact windowed encoding
     decoder_context_frames: int   # frames of context each side for exact windowed decoding
     encoder_delay: int            # model-rate samples the decoder output lags the input
+    tail_frames: int = 0          # frames coded past ceil((samples + delay) / hop)
 
 
 @dataclass(frozen=True)

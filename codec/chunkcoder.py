@@ -1,0 +1,135 @@
+"""Coder 2 (spec §5.6): one chunk's integers <-> one rANS payload.
+
+A chunk of the transform coder carries, in decoding order:
+
+1. its step index (``Uniform(256)``);
+2. for stereo streams only, the mid/side flag (``Uniform(2)``);
+3. the frame gains of every channel: the first with the gain-first table, each
+   later one as the difference to the previous frame with the gain-delta table;
+4. the noise-fill corrections [channel, band, segment] with the noise table;
+5. every MDCT symbol, each with the table `scales.coefficient_tables` picks from
+   the step and the decoded gains, coded grouped by table (ascending id, then
+   channel, bin, frame), so that a run of one table is one coder call.
+
+Blocks 3, 4 and 5 each end with their escapes (`entropy.push_block`). Integers only:
+nothing here is a float, so CPU and GPU machines decode the same symbols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+from numpy.typing import NDArray
+
+from codec import entropy
+from codec.errors import FormatError
+from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables
+
+CODER_ID = 2
+"""Header `coder_id` of the transform coder's chunk layout (spec §5.6)."""
+
+
+@dataclass
+class ChunkSymbols:
+    """The integers of one chunk: step, mid/side flag, gains [ch, F], noise-fill
+    corrections [ch, bands, segments] and symbols [ch, C, F]."""
+
+    step: int
+    mid_side: bool
+    gains: NDArray[np.int64]
+    noise: NDArray[np.int64]
+    coefficients: NDArray[np.int64]
+
+
+def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
+                    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Flat gain symbols (first absolute, then deltas, channel-major) and their tables."""
+    residual = np.concatenate([gains[:, :1], np.diff(gains, axis=1)], axis=1)
+    tables = np.full(gains.shape, layout.gain_delta_table, dtype=np.int64)
+    tables[:, 0] = layout.gain_first_table
+    return residual.reshape(-1), tables.reshape(-1)
+
+
+def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: int
+                       ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Coding order of the flat [ch, C, F] symbols and the table of each, in that order."""
+    tables = coefficient_tables(layout, gains, step).reshape(-1)
+    order = np.argsort(tables, kind="stable")
+    return order, tables[order]
+
+
+def _check(symbols: ChunkSymbols, layout: ScaleLayout) -> None:
+    channels, frames = symbols.gains.shape
+    if symbols.coefficients.shape != (channels, layout.coefficients, frames):
+        raise ValueError("coefficients must be [channels, C, frames] like the gains")
+    if not 0 <= symbols.step < NUM_STEPS:
+        raise ValueError(f"step index {symbols.step} outside 0..{NUM_STEPS - 1}")
+    if symbols.gains.size and (symbols.gains.min() < 0 or symbols.gains.max() > layout.gain_max):
+        raise ValueError(f"gains outside 0..{layout.gain_max}")
+    segments = (channels, layout.num_bands, layout.noise_segments(frames))
+    if symbols.noise.shape != segments:
+        raise ValueError(f"noise corrections must be {segments}")
+    if symbols.noise.size and (symbols.noise.min() < layout.noise_low
+                               or symbols.noise.max() > layout.noise_high):
+        raise ValueError("noise corrections outside the layout's range")
+    if symbols.mid_side and channels != 2:
+        raise ValueError("mid/side needs exactly two channels")
+
+
+def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> bytes:
+    """One chunk's integers -> its payload (spec §5.6)."""
+    _check(symbols, layout)
+    coder = constriction.stream.stack.AnsCoder()
+    order, coef_tables = _coefficient_order(layout, symbols.gains, symbols.step)
+    flat = symbols.coefficients.astype(np.int64).reshape(-1)
+    entropy.push_block(coder, flat[order], coef_tables, tables)
+    noise = symbols.noise.astype(np.int64).reshape(-1)
+    entropy.push_block(coder, noise, np.full(noise.shape, layout.noise_table), tables)
+    entropy.push_block(coder, *_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
+    if symbols.gains.shape[0] == 2:
+        coder.encode_reverse(np.array([int(symbols.mid_side)], np.int32),
+                             constriction.stream.model.Uniform(2))
+    coder.encode_reverse(np.array([symbols.step], np.int32),
+                         constriction.stream.model.Uniform(NUM_STEPS))
+    return entropy.finish(coder)
+
+
+def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
+                 channels: int, frames: int) -> ChunkSymbols:
+    """Inverse of `encode_chunk`; FormatError for any payload an encoder cannot write."""
+    coder = entropy.open_payload(payload)
+    step = int(coder.decode(constriction.stream.model.Uniform(NUM_STEPS), 1)[0])
+    mid_side = channels == 2 and bool(coder.decode(constriction.stream.model.Uniform(2), 1)[0])
+    first = np.full((channels, frames), layout.gain_delta_table, dtype=np.int64)
+    first[:, 0] = layout.gain_first_table
+    residual = entropy.pop_block(coder, first.reshape(-1), tables).reshape(channels, frames)
+    gains = np.cumsum(residual, axis=1)
+    if gains.size and (gains.min() < 0 or gains.max() > layout.gain_max):
+        raise FormatError(f"payload decodes a frame gain outside 0..{layout.gain_max}")
+    shape = (channels, layout.num_bands, layout.noise_segments(frames))
+    noise = entropy.pop_block(coder, np.full(int(np.prod(shape)), layout.noise_table),
+                              tables).reshape(shape)
+    if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
+        raise FormatError("payload decodes a noise-fill correction outside the layout's range")
+    order, coef_tables = _coefficient_order(layout, gains, step)
+    flat = np.empty(order.size, dtype=np.int64)
+    flat[order] = entropy.pop_block(coder, coef_tables, tables)
+    entropy.check_empty(coder)
+    return ChunkSymbols(step, mid_side, gains, noise,
+                        flat.reshape(channels, layout.coefficients, frames))
+
+
+def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
+    """Ideal bits of a chunk's payload (the coder adds at most 64, spec §5.3).
+
+    A block's ideal bits do not depend on the coding order, so no sort is needed.
+    """
+    coef_tables = coefficient_tables(layout, symbols.gains, symbols.step).reshape(-1)
+    flat = symbols.coefficients.astype(np.int64).reshape(-1)
+    bits = entropy.block_bits(flat, coef_tables, tables)
+    bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
+    noise = symbols.noise.astype(np.int64).reshape(-1)
+    bits += entropy.block_bits(noise, np.full(noise.shape, layout.noise_table), tables)
+    return bits + np.log2(NUM_STEPS) + (1.0 if symbols.gains.shape[0] == 2 else 0.0)

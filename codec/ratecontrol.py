@@ -1,0 +1,89 @@
+"""Whole-stream bitrate for the transform coder: a step per chunk, searched while encoding.
+
+`--kbps K` is the rate of the whole file (all channels, container included), as
+with opusenc and lame. The encoder knows the stream's duration and fixed costs
+up front, so it spends the remaining bit budget chunk by chunk: each chunk gets
+its share of what is left (in proportion to its frames, at most
+`MAX_CHUNK_SHARE` times the average), and takes the finest step whose exact
+ideal bit count, plus the coder's and the container's worst-case overhead,
+fits that share. Bits a cheap chunk leaves unused go to later chunks, so the
+file lands just under K; it never goes over while K is at least what the
+coarsest step costs.
+
+Stereo chunks are coded as mid/side when that is cheaper at the chosen step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from codec.chunkcoder import ChunkSymbols, chunk_bits, encode_chunk
+from codec.entropy import CdfTable, payload_bound_bits
+from codec.model.transform import TransformQuantizer, frame_gains, quantize
+from codec.scales import NUM_STEPS, ScaleLayout
+
+MAX_CHUNK_SHARE = 3.0
+"""A chunk may spend at most this many times the average per-frame budget."""
+CHUNK_RECORD_BITS = 8 * (3 + 4 + 3)
+"""Worst-case container bits per chunk: length varint, CRC-32, seek-index entry."""
+
+
+@dataclass
+class RateController:
+    """Spends `budget_bits` of payload over `frames` frames, chunk by chunk."""
+
+    layout: ScaleLayout
+    tables: CdfTable
+    quantizer: TransformQuantizer
+    budget_bits: float
+    frames: int
+
+    def __post_init__(self) -> None:
+        self.average = self.budget_bits / max(self.frames, 1)
+
+    def code_chunk(self, y: torch.Tensor) -> tuple[bytes, ChunkSymbols]:
+        """Coefficients [channels, C, F] -> (payload, its symbols), updating the budget."""
+        frames = y.shape[-1]
+        share = self.budget_bits * frames / max(self.frames, frames)
+        target = min(share, MAX_CHUNK_SHARE * self.average * frames)
+        target -= CHUNK_RECORD_BITS + payload_bound_bits(1)
+        symbols = self._search(y, target)
+        payload = encode_chunk(symbols, self.layout, self.tables)
+        self.budget_bits -= 8 * len(payload) + CHUNK_RECORD_BITS
+        self.frames -= frames
+        return payload, symbols
+
+    def _symbols(self, y: torch.Tensor, step: int, mid_side: bool) -> ChunkSymbols:
+        if mid_side:
+            y = torch.stack([(y[0] + y[1]) / 2, (y[0] - y[1]) / 2])
+        gains = frame_gains(y, self.layout)
+        q = quantize(y, gains, step, self.layout)
+        noise = self.quantizer.noise_corrections(y, gains, q, step)
+        return ChunkSymbols(step, mid_side, gains.cpu().numpy(), noise, q.cpu().numpy())
+
+    def _search(self, y: torch.Tensor, target: float) -> ChunkSymbols:
+        """The finest step whose bits fit the target (the coarsest if none does)."""
+        best = self._finest(y, target, mid_side=False)
+        if y.shape[0] == 2:
+            side = self._symbols(y, best.step, mid_side=True)
+            if self._bits(side) < self._bits(best):
+                best = self._finest(y, target, mid_side=True)
+        return best
+
+    def _finest(self, y: torch.Tensor, target: float, mid_side: bool) -> ChunkSymbols:
+        lo, hi = 0, NUM_STEPS - 1
+        found = self._symbols(y, hi, mid_side)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            trial = self._symbols(y, mid, mid_side)
+            if self._bits(trial) <= target:
+                hi, found = mid, trial
+            else:
+                lo = mid + 1
+        return found
+
+    def _bits(self, symbols: ChunkSymbols) -> float:
+        return chunk_bits(symbols, self.layout, self.tables)
+

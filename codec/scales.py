@@ -1,0 +1,128 @@
+"""Integer scales of the transform coder: band layout, step indices, table selection.
+
+Everything a decoder needs to pick a probability table is computed here from
+integers only (stream step index, decoded frame gains, the layout stored with
+the weights), so every machine decodes the same symbols (DESIGN "Determinism").
+Floats appear only in `step_size`, which scales the *decoded* symbols back to
+MDCT coefficients for synthesis and never chooses a table (spec §5.6).
+
+Units: a frame gain ``g`` is the frame's RMS in 3 dB steps (``rms ~ 2**(g/2 - 15)``);
+a step index ``s`` is the quantizer step in 0.75 dB steps (``step = 2**(s/8 - 20)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+NUM_STEPS = 256
+"""Step indices 0..255, one per chunk."""
+GAIN_RMS_OFFSET = 15
+"""A gain g stands for RMS 2**(g/2 - 15): g = 0 is about -90 dBFS."""
+STEP_OFFSET = 20
+"""A step index s stands for a quantizer step 2**(s/8 - 20)."""
+
+
+@dataclass(frozen=True)
+class ScaleLayout:
+    """The integers that define the transform coder's symbols and tables (stored in weights).
+
+    band_edges: MDCT bins where each band starts, plus the bin count at the end.
+    levels: tables per band (L); level of a (band, frame) is
+        clamp((4 * g - step_index + level_bias) >> 2, 0, L - 1).
+    gain_max: largest frame gain (gains are 0..gain_max).
+    gamma_eighths: how much the step follows the frame gain (gamma = n / 8):
+        step_index = s + ((gamma_eighths * 4 * (g - gain_ref)) >> 3).
+    noise_segment, noise_low, noise_high: every band of every `noise_segment` frames
+        carries a noise-fill correction in 3 dB steps, noise_low..noise_high.
+    """
+
+    band_edges: tuple[int, ...]
+    levels: int = 24
+    gain_max: int = 47
+    gamma_eighths: int = 5
+    gain_ref: int = 20
+    level_bias: int = 64
+    noise_segment: int = 24
+    noise_low: int = -16
+    noise_high: int = 4
+
+    def __post_init__(self) -> None:
+        edges = np.asarray(self.band_edges)
+        if edges.ndim != 1 or edges.size < 2 or edges[0] != 0 or np.any(np.diff(edges) < 1):
+            raise ValueError("band_edges must start at 0 and strictly increase")
+        if not (1 <= self.levels <= 256 and 1 <= self.gain_max <= 255
+                and 0 <= self.gamma_eighths <= 8 and 0 <= self.gain_ref <= self.gain_max
+                and self.noise_segment >= 1 and self.noise_low <= 0 <= self.noise_high):
+            raise ValueError("scale layout integers out of range")
+
+    @property
+    def coefficients(self) -> int:
+        """MDCT bins per frame (C)."""
+        return int(self.band_edges[-1])
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.band_edges) - 1
+
+    @property
+    def gain_first_table(self) -> int:
+        """Table of a chunk's first gain of each channel (values 0..gain_max)."""
+        return self.num_bands * self.levels
+
+    @property
+    def gain_delta_table(self) -> int:
+        """Table of the later gains, coded as g[f] - g[f - 1]."""
+        return self.num_bands * self.levels + 1
+
+    @property
+    def noise_table(self) -> int:
+        """Table of the noise-fill corrections."""
+        return self.num_bands * self.levels + 2
+
+    @property
+    def num_tables(self) -> int:
+        return self.num_bands * self.levels + 3
+
+    def noise_segments(self, frames: int) -> int:
+        """Noise-fill segments in a chunk of `frames` frames (the last may be shorter)."""
+        return -(-frames // self.noise_segment)
+
+    def band_of_bin(self) -> NDArray[np.int64]:
+        """[C]: the band of each MDCT bin."""
+        return np.repeat(np.arange(self.num_bands), np.diff(np.asarray(self.band_edges)))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"band_edges": list(self.band_edges), "levels": self.levels,
+                "gain_max": self.gain_max, "gamma_eighths": self.gamma_eighths,
+                "gain_ref": self.gain_ref, "level_bias": self.level_bias,
+                "noise_segment": self.noise_segment, "noise_low": self.noise_low,
+                "noise_high": self.noise_high}
+
+
+def step_index(layout: ScaleLayout, gains: NDArray[np.integer], step: int) -> NDArray[np.int64]:
+    """[..., F] gains -> [..., F] step index of every frame (integer floor shift)."""
+    g = np.asarray(gains, dtype=np.int64)
+    return step + ((layout.gamma_eighths * 4 * (g - layout.gain_ref)) >> 3)
+
+
+def band_levels(layout: ScaleLayout, gains: NDArray[np.integer], step: int) -> NDArray[np.int64]:
+    """[..., F] gains -> [..., F] level 0..L-1 (the frame's RMS over its step, 3 dB units)."""
+    g = np.asarray(gains, dtype=np.int64)
+    raw = (4 * g - step_index(layout, g, step) + layout.level_bias) >> 2
+    return np.clip(raw, 0, layout.levels - 1)
+
+
+def coefficient_tables(layout: ScaleLayout, gains: NDArray[np.integer],
+                       step: int) -> NDArray[np.int64]:
+    """gains [ch, F] -> table id of every coefficient [ch, C, F]: band * L + level."""
+    level = band_levels(layout, gains, step)[:, None, :]
+    band = layout.band_of_bin()[None, :, None]
+    return band * layout.levels + level
+
+
+def step_size(index: NDArray[np.integer]) -> NDArray[np.float64]:
+    """Quantizer step of a step index: 2**(index / 8 - 20) (floats, synthesis only)."""
+    return np.exp2(np.asarray(index, dtype=np.float64) / 8.0 - STEP_OFFSET)

@@ -1,0 +1,186 @@
+"""Fit the transform coder's probability model and noise levels from real audio.
+
+The entropy model of the transform coder is a set of frozen integer tables,
+one per (band, level) plus two for the frame gains (`codec.scales`). They are
+learned here by counting: MDCT symbols of training clips are quantized at a
+spread of steps (every rate the codec serves), each symbol is counted in the
+table the decoder will pick for it, and the counts (smoothed towards a
+Laplacian of the same mean, so that rare tables still code well) become
+probabilities. The same pass measures, per table, the RMS of the coefficients
+that quantize to zero: the decoder's noise-fill level.
+
+    python -m codec.train.fit_tables --data CORPUS --out runs/tc/aec-base
+
+writes a complete model (config, encoder, decoder with an identity post-filter,
+tables). `codec.train.postfilter` then trains the post-filter on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from numpy.typing import NDArray
+
+from codec.entropy import CdfTable
+from codec.model.transform import TransformEncoder, TransformQuantizer, frame_gains, frame_steps, quantize
+from codec.scales import ScaleLayout, coefficient_tables
+from codec.train.split import list_clips
+from codec.weights import ModelConfig, RatePoint, build_modules, save_model
+
+BAND_EDGES = (0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
+              160, 192, 224, 256, 288, 320)
+"""MDCT bins (37.5 Hz each at 24 kHz): 150 Hz bands to 1.2 kHz, widening to 1.2 kHz."""
+FIT_STEPS = tuple(range(64, 200, 4))
+"""Step indices counted: from above 64 kbps down to below 2 kbps on typical audio."""
+MAX_SYMBOL = 1023
+MAX_TABLE_LENGTH = 512
+TAIL_MASS = 1e-6
+PRECISION = 16
+
+
+def default_config(name: str = "aec-base") -> ModelConfig:
+    """The shipped transform-coder architecture."""
+    layout = ScaleLayout(BAND_EDGES)
+    return ModelConfig(name=name, model_rate=24000, latent_channels=layout.coefficients,
+                       strides=(layout.coefficients,), encoder_channels=(),
+                       decoder_channels=(), dilations=(),
+                       rate_points=(RatePoint(0, 2.0, 2.0), RatePoint(1, 64.0, 64.0)),
+                       cdf_precision=PRECISION, arch="transform",
+                       scale_layout=layout.to_dict())
+
+
+@dataclass
+class Counts:
+    """Symbol histograms per table and zero-coefficient energies."""
+
+    symbols: NDArray[np.float64]      # [tables, 2 * MAX_SYMBOL + 1]
+    zero_energy: NDArray[np.float64]  # [tables, 2]: sum of u^2, count
+
+    @classmethod
+    def empty(cls, layout: ScaleLayout) -> Counts:
+        return cls(np.zeros((layout.num_tables, 2 * MAX_SYMBOL + 1)),
+                   np.zeros((layout.num_tables, 2)))
+
+
+def count_clip(x: NDArray[np.float32], layout: ScaleLayout, counts: Counts,
+               steps: tuple[int, ...] = FIT_STEPS) -> None:
+    """Add one mono clip's symbols at every step to the counts."""
+    y = _coefficients(x, layout)
+    gains = frame_gains(y, layout)
+    g = gains.numpy()
+    residual = np.concatenate([g[:, :1], np.diff(g, axis=1)], axis=1)[0]
+    np.add.at(counts.symbols[layout.gain_first_table], g[0, 0] + MAX_SYMBOL, 1)
+    np.add.at(counts.symbols[layout.gain_delta_table], residual[1:] + MAX_SYMBOL, 1)
+    for step in steps:
+        q = quantize(y, gains, step, layout).numpy()
+        t = coefficient_tables(layout, g, step)
+        np.add.at(counts.symbols, (t.ravel(), np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).ravel()
+                                   + MAX_SYMBOL), 1)
+        zero = q == 0
+        units = (y / frame_steps(gains, step, layout)).numpy()
+        np.add.at(counts.zero_energy, (t[zero], 0), units[zero] ** 2)
+        np.add.at(counts.zero_energy, (t[zero], 1), 1)
+
+
+def count_noise(x: NDArray[np.float32], quantizer: TransformQuantizer, counts: Counts,
+                steps: tuple[int, ...] = FIT_STEPS[::2]) -> None:
+    """Add one clip's noise-fill corrections (second pass, with fitted noise levels)."""
+    layout = quantizer.layout
+    y = _coefficients(x, layout)
+    gains = frame_gains(y, layout)
+    for step in steps:
+        q = quantize(y, gains, step, layout)
+        corrections = quantizer.noise_corrections(y, gains, q, step)
+        np.add.at(counts.symbols[layout.noise_table], corrections.ravel() + MAX_SYMBOL, 1)
+
+
+def _coefficients(x: NDArray[np.float32], layout: ScaleLayout) -> torch.Tensor:
+    """MDCT of a mono clip padded to whole frames: [1, C, F]."""
+    n = layout.coefficients
+    padded = np.pad(x, (0, (-len(x)) % n + n))
+    return TransformEncoder(n)(torch.from_numpy(padded)[None, None])
+
+
+def _laplace(mean_abs: float) -> NDArray[np.float64]:
+    """Discrete Laplacian pmf over -MAX_SYMBOL..MAX_SYMBOL with the given E|q|."""
+    v = np.arange(-MAX_SYMBOL, MAX_SYMBOL + 1, dtype=np.float64)
+    scale = max(mean_abs, 0.02)
+    pmf = np.exp(-np.abs(v) / scale)
+    return pmf / pmf.sum()
+
+
+def table_pmf(hist: NDArray[np.float64], prior_weight: float = 20.0
+              ) -> tuple[NDArray[np.float64], int]:
+    """Smoothed pmf of one table trimmed to its support, and the support's first value."""
+    total = hist.sum()
+    v = np.arange(-MAX_SYMBOL, MAX_SYMBOL + 1)
+    mean_abs = float((np.abs(v) * hist).sum() / total) if total else 0.02
+    pmf = (hist + prior_weight * _laplace(mean_abs)) / (total + prior_weight)
+    cdf = np.cumsum(pmf)
+    tail = TAIL_MASS
+    while True:   # wide tables leave more to the escape, so every entry's count fits
+        lo = min(int(np.searchsorted(cdf, tail / 2)), MAX_SYMBOL - 1)
+        hi = max(int(np.searchsorted(cdf, 1 - tail / 2)), MAX_SYMBOL + 1)
+        if hi - lo + 1 <= MAX_TABLE_LENGTH:
+            return pmf[lo: hi + 1], int(v[lo])
+        tail *= 4
+
+
+def build_tables(counts: Counts) -> CdfTable:
+    pmfs, offsets = zip(*(table_pmf(h) for h in counts.symbols))
+    return CdfTable.from_pmfs(list(pmfs), list(offsets), precision=PRECISION)
+
+
+def noise_levels(counts: Counts, layout: ScaleLayout) -> NDArray[np.float64]:
+    """RMS (step units) of zero-quantized coefficients per coefficient table."""
+    coef = counts.zero_energy[: layout.num_bands * layout.levels]
+    return np.sqrt(coef[:, 0] / np.maximum(coef[:, 1], 1.0))
+
+
+def training_clips(corpus: Path, per_kind: int, seed: int = 0) -> list[Path]:
+    """A seeded, kind-balanced sample of training-split clips."""
+    rng = random.Random(seed)
+    picked: list[Path] = []
+    for kind in ("speech", "music", "sfx"):
+        clips = list_clips(corpus, "train", kind)
+        rng.shuffle(clips)
+        picked += clips[:per_kind]
+    return picked
+
+
+def fit(corpus: Path, out: Path, per_kind: int, seconds: float, name: str = "aec-base") -> None:
+    config = default_config(name)
+    layout = config.layout()
+    counts = Counts.empty(layout)
+    clips = [x[: int(seconds * rate), 0] for x, rate in
+             (sf.read(p, dtype="float32", always_2d=True)
+              for p in training_clips(corpus, per_kind)) if rate == config.model_rate]
+    for x in clips:
+        count_clip(x, layout, counts)
+    torch.manual_seed(0)
+    encoder, decoder, quantizer = build_modules(config)
+    quantizer.noise_rms.copy_(torch.from_numpy(noise_levels(counts, layout)))
+    for x in clips[::3]:
+        count_noise(x, quantizer, counts)
+    save_model(out, config, encoder, decoder, quantizer, build_tables(counts))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="corpus folder")
+    parser.add_argument("--out", type=Path, required=True, help="model path stem")
+    parser.add_argument("--clips-per-kind", type=int, default=120)
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds used per clip")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    fit(args.data, args.out, args.clips_per_kind, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
