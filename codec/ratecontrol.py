@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from codec.chunkcoder import ChunkSymbols, chunk_bits, encode_chunk
@@ -55,35 +56,58 @@ class RateController:
         self.frames -= frames
         return payload, symbols
 
-    def _symbols(self, y: torch.Tensor, step: int, mid_side: bool) -> ChunkSymbols:
-        if mid_side:
-            y = torch.stack([(y[0] + y[1]) / 2, (y[0] - y[1]) / 2])
-        gains = frame_gains(y, self.layout)
-        q = quantize(y, gains, step, self.layout)
-        noise = self.quantizer.noise_corrections(y, gains, q, step)
-        return ChunkSymbols(step, mid_side, gains.cpu().numpy(), noise, q.cpu().numpy())
-
     def _search(self, y: torch.Tensor, target: float) -> ChunkSymbols:
         """The finest step whose bits fit the target (the coarsest if none does)."""
-        best = self._finest(y, target, mid_side=False)
+        best = _Candidates(self, y)
         if y.shape[0] == 2:
-            side = self._symbols(y, best.step, mid_side=True)
-            if self._bits(side) < self._bits(best):
-                best = self._finest(y, target, mid_side=True)
-        return best
-
-    def _finest(self, y: torch.Tensor, target: float, mid_side: bool) -> ChunkSymbols:
-        lo, hi = 0, NUM_STEPS - 1
-        found = self._symbols(y, hi, mid_side)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            trial = self._symbols(y, mid, mid_side)
-            if self._bits(trial) <= target:
-                hi, found = mid, trial
-            else:
-                lo = mid + 1
-        return found
+            side = _Candidates(self, torch.stack([(y[0] + y[1]) / 2, (y[0] - y[1]) / 2]), True)
+            step = best.finest(target)
+            if self._bits(side.symbols(step)) < self._bits(best.symbols(step)):
+                best = side
+        return best.final(target)
 
     def _bits(self, symbols: ChunkSymbols) -> float:
         return chunk_bits(symbols, self.layout, self.tables)
 
+
+
+class _Candidates:
+    """One chunk's symbols at any step, for the search: gains computed once, and the
+    noise corrections (which cost a little and barely depend on the step) only for
+    the final choice."""
+
+    def __init__(self, controller: RateController, y: torch.Tensor, mid_side: bool = False
+                 ) -> None:
+        self.controller, self.y, self.mid_side = controller, y, mid_side
+        self.gains = frame_gains(y, controller.layout)
+        layout = controller.layout
+        self.zero_noise = np.zeros((y.shape[0], layout.num_bands,
+                                    layout.noise_segments(y.shape[-1])), dtype=np.int64)
+
+    def symbols(self, step: int, exact: bool = False) -> ChunkSymbols:
+        layout = self.controller.layout
+        q = quantize(self.y, self.gains, step, layout)
+        noise = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, step)
+                 if exact else self.zero_noise)
+        return ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
+                            q.cpu().numpy())
+
+    def finest(self, target: float) -> int:
+        """Bisection on the step with the noise corrections left at zero."""
+        lo, hi = 0, NUM_STEPS - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.controller._bits(self.symbols(mid)) <= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def final(self, target: float) -> ChunkSymbols:
+        """Exact symbols at the finest step that still fits once the corrections count."""
+        step = self.finest(target)
+        chosen = self.symbols(step, exact=True)
+        while step < NUM_STEPS - 1 and self.controller._bits(chosen) > target:
+            step += 1
+            chosen = self.symbols(step, exact=True)
+        return chosen

@@ -52,7 +52,8 @@ def default_config(name: str = "aec-base") -> ModelConfig:
                        decoder_channels=(), dilations=(),
                        rate_points=(RatePoint(0, 2.0, 2.0), RatePoint(1, 64.0, 64.0)),
                        cdf_precision=PRECISION, arch="transform",
-                       scale_layout=layout.to_dict())
+                       scale_layout=layout.to_dict(), postfilter_hidden=384,
+                       postfilter_layers=3)
 
 
 @dataclass
