@@ -86,10 +86,7 @@ def _make_trainer(spec: dict[str, object], trainer_cls: type, setup: object) -> 
         cfg = TrainConfig.from_dict(json.loads((init / "state.json").read_text())["train_config"])
         shutil.copytree(init, run / "checkpoint", dirs_exist_ok=True)
     cfg = replace(cfg, bf16=bool(spec["bf16"]))
-    data = [Path(str(spec["data"]))]
-    if spec.get("packed"):
-        cfg = replace(cfg, data_format="packed")
-        data = [Path(str(spec["packed"]))]
+    data = [Path(str(spec["packed"] or spec["data"]))]
     return trainer_cls(cfg, data, run, setup(str(spec["device"])),  # type: ignore[operator]
                        resume=init is not None)
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +22,11 @@ from codec.train.config import TrainConfig
 from codec.train.data import CropSampler, scan_clips
 from codec.train.loop import train
 from codec.train.split import eval_clips, list_clips, split_of
+from codec.train.stopping import StopFlag
 from codec.weights import ModelConfig, RatePoint
 
 RATE = 24000
+REPO = Path(__file__).resolve().parent.parent
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -166,3 +172,170 @@ def test_cli_continues_from_a_compact_checkpoint(corpus: Path, tmp_path: Path) -
     assert rc == 0
     state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
     assert state["state"]["step"] == 3 and state["train_config"]["model"]["name"] == "tiny"
+
+
+# ---------------------------------------------------------------- stopping, checkpoints, segments
+
+OPTIONAL = ("soundfile", "torchaudio", "tqdm", "safetensors", "constriction")
+WATCHING_RUNNER = f"""
+import json, runpy, sys
+import numpy, torch   # what torch itself picks up when present (tqdm via torch.hub) is not ours
+def optional():
+    return {{m.split('.')[0] for m in sys.modules}} & set({OPTIONAL!r})
+baseline = optional()
+module = sys.argv[1]
+sys.argv = [module] + sys.argv[2:]
+try:
+    runpy.run_module(module, run_name='__main__', alter_sys=True)
+finally:
+    used = sorted(optional() - baseline)
+    print('OPTIONAL-IMPORTS ' + json.dumps(used), file=sys.stderr)
+"""
+
+
+def _run_watched(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a module in a child; its stderr ends with the optional packages it imported.
+
+    An accelerator machine has torch and numpy only, so the segment path must
+    import none of `OPTIONAL`.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", WATCHING_RUNNER, module, *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _optional_imports(proc: subprocess.CompletedProcess) -> list[str]:
+    line = [x for x in proc.stderr.splitlines() if x.startswith("OPTIONAL-IMPORTS ")][-1]
+    return list(json.loads(line.split(" ", 1)[1]))
+
+
+def test_time_budget_ends_with_a_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    stop = StopFlag(time_budget_s=0.5, save_margin_s=0.0)
+    with stop:
+        state = train(tiny_config(steps=10**6), [corpus], tmp_path, progress=False, stop=stop)
+    saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]
+    assert 1 <= state.step < 10**6 and saved["step"] == state.step
+    assert stop.reason and "budget" in stop.reason and stop.exit_code == 0
+    assert _log(tmp_path)[-1]["stopped"] == stop.reason
+
+
+def test_stop_flag_signals_and_budget_arithmetic() -> None:
+    with StopFlag(time_budget_s=100.0, save_margin_s=10.0) as stop:
+        assert not stop.should_stop(step_s=1.0)
+        assert stop.should_stop(step_s=95.0) and "budget" in str(stop.reason)
+    with StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.should_stop() and stop.reason == "SIGTERM" and stop.exit_code == 143
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_writes_a_resumable_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(tiny_config(steps=10**6).to_json())
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "codec.train", "--data", str(corpus), "--out", str(run),
+           "--config", str(config), "--no-progress", "--threads", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "log.jsonl").exists() or len(_log(run)) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    saved = json.loads((run / "checkpoint" / "state.json").read_text())["state"]
+    assert saved["step"] >= 3 and _log(run)[-1]["stopped"] == "SIGTERM"
+
+
+@pytest.mark.parametrize("level", ["bf16", "weights"])
+def test_compact_levels_resume(corpus: Path, tmp_path: Path, level: str) -> None:
+    from codec.train.checkpoint import compact_copy, load_checkpoint
+    from codec.train.loop import make_optimizer
+    from codec.train.network import TrainableCodec
+
+    train(tiny_config(steps=3), [corpus], tmp_path / "a", progress=False)
+    compact_copy(tmp_path / "a" / "checkpoint", tmp_path / "c", level)
+    full = sum(p.stat().st_size for p in (tmp_path / "a" / "checkpoint").iterdir())
+    small = sum(p.stat().st_size for p in (tmp_path / "c").iterdir())
+    assert small < full * (0.6 if level == "bf16" else 0.25)   # tiny model: headers weigh in
+    model = TrainableCodec(tiny_config().model)
+    state, _ = load_checkpoint(tmp_path / "c", model, make_optimizer(model, tiny_config()))
+    assert state.step == 3 and state.lr_warmup_from == (3 if level == "weights" else 0)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_tensorfile_matches_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import load_file as st_load
+    from safetensors.torch import save_file as st_save
+
+    from codec.train.tensorfile import load_tensors, save_tensors
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.randn(5).bfloat16(),
+               "c": torch.arange(7, dtype=torch.int32), "empty": torch.zeros(0)}
+    save_tensors(tensors, tmp_path / "ours")
+    st_save(tensors, str(tmp_path / "theirs"))
+    for loaded in (st_load(str(tmp_path / "ours")), load_tensors(tmp_path / "theirs")):
+        assert all(torch.equal(loaded[k], v) and loaded[k].dtype == v.dtype
+                   for k, v in tensors.items())
+
+
+def test_loss_without_torchaudio_and_with_shared_stfts() -> None:
+    torchaudio = pytest.importorskip("torchaudio")
+    from codec.train.losses import DistortionLoss, mel_filterbank
+
+    for n, mels in ((2048, 128), (256, 32)):
+        ours = mel_filterbank(n // 2 + 1, 12000.0, mels, 24000)
+        ref = torchaudio.functional.melscale_fbanks(n // 2 + 1, 0.0, 12000.0, mels, 24000,
+                                                    norm="slaney", mel_scale="slaney")
+        assert torch.allclose(ours, ref, atol=1e-7)
+    loss = DistortionLoss(RATE, (512, 128))
+    gen = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(6, 1, 2400, generator=gen)
+    x_hat = x + 0.05 * torch.randn(6, 1, 2400, generator=gen)
+    groups = [torch.arange(6) % 3 == r for r in range(3)]
+    for shared, alone in zip(loss.forward_groups(x, x_hat, groups),
+                             [loss(x[g], x_hat[g]) for g in groups], strict=True):
+        assert torch.allclose(shared.total, alone.total, rtol=1e-5)
+        assert torch.allclose(shared.wave, alone.wave, rtol=1e-5)
+
+
+def test_packed_subset_is_small_covers_kinds_and_samples_deterministically(
+        corpus: Path, tmp_path: Path) -> None:
+    from codec.train.pack import folder_bytes, pack
+    from codec.train.packed import PackedSampler, PackedSubset
+
+    meta = pack(corpus, tmp_path / "p", max_mib=0.5, excerpt_seconds=0.1, valid_crops=3)
+    assert folder_bytes(tmp_path / "p") <= 0.5 * 2**20
+    assert all(v > 0 for v in meta["per_kind"].values())  # type: ignore[union-attr]
+    assert not any("klettres" in s for s in meta["sources"])  # type: ignore[union-attr]
+    subset = PackedSubset.load(tmp_path / "p")
+    weights = {"speech": 0.4, "music": 0.35, "sfx": 0.25}
+    a = PackedSampler(subset, 1200, 0, 0, weights, -50.0).batch(5, 4)
+    assert a.shape == (4, 1, 1200)
+    assert torch.equal(a, PackedSampler(subset, 1200, 0, 0, weights, -50.0).batch(5, 4))
+
+
+def test_segment_cpu_dry_run_without_optional_packages(corpus: Path, tmp_path: Path) -> None:
+    """The accelerator path end to end on CPU: a few seconds of budget, parts, merge."""
+    from codec.train.pack import pack
+
+    train(tiny_config(steps=2), [corpus], tmp_path / "init", progress=False)
+    pack(corpus, tmp_path / "subset", max_mib=0.5, excerpt_seconds=0.1, valid_crops=3)
+    out = tmp_path / "OUT"
+    proc = _run_watched("codec.train.segment", "run", "--subset", str(tmp_path / "subset"),
+                        "--init-from", str(tmp_path / "init" / "checkpoint"), "--budget", "6",
+                        "--margin", "2", "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _optional_imports(proc) == []
+    files = sorted(out.iterdir())
+    assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
+    summary = json.loads((out / "segment.json").read_text())
+    assert summary["steps"] >= 1 and summary["end_step"] == 2 + summary["steps"]
+    assert summary["heldout_before"]["crops"] == summary["heldout_after"]["crops"] > 0
+    proc = _run_watched("codec.train.segment", "merge", str(out), str(tmp_path / "merged"))
+    assert proc.returncode == 0 and _optional_imports(proc) == [], proc.stderr[-2000:]
+    state = json.loads((tmp_path / "merged" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == summary["end_step"]
+    assert train(tiny_config(steps=summary["end_step"] + 1), [corpus], tmp_path / "merged",
+                 resume=True, progress=False).step == summary["end_step"] + 1

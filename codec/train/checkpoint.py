@@ -3,9 +3,20 @@
 A checkpoint folder holds ``model.safetensors`` (weights), ``optimizer.safetensors``
 (Adam moments, keyed by parameter name) and ``state.json`` (step, Adam step,
 rate-control state, configs). Data order and noise are functions of the step,
-so nothing else is needed to resume exactly. `compact=True` stores the Adam
-moments in bf16 (weights stay fp32) for committing to the repo: resuming from it
-is then close to, not bit-identical with, the uninterrupted run.
+so nothing else is needed to resume exactly. Files are written with
+`codec.train.tensorfile` (torch only), so an accelerator machine without the
+safetensors package can resume and save.
+
+Compact copies, for committing (`python -m codec.train.checkpoint SRC DST`):
+
+- ``--level bf16``: weights and Adam moments in bf16 (half of fp32 weights +
+  moments). Resuming is close to, not bit-identical with, the uninterrupted run.
+- ``--level weights``: bf16 weights only (a sixth of the full checkpoint).
+  Resuming is a *warm restart*: Adam starts with fresh moments, and the
+  learning rate ramps up again over `warmup_steps` from the checkpoint's step
+  (`TrainState.lr_warmup_from`), so the first steps do not jump.
+
+Loading casts whatever is stored to the model's dtype, so any level resumes.
 """
 
 from __future__ import annotations
@@ -19,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from codec.train.config import TrainConfig
+from codec.train.tensorfile import load_tensors as load_file
+from codec.train.tensorfile import save_tensors as save_file
+
+LEVELS: tuple[str, ...] = ("full", "bf16", "weights")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class TrainState:
     rate_control: RateControl
     audio_seconds: float = 0.0       # audio seen by all processes so far
     wall_seconds: float = 0.0        # training wall time so far
+    lr_warmup_from: int = 0          # the learning-rate warm-up starts here (warm restarts)
 
 
 def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -69,6 +84,11 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     meta = {"state": asdict(state), "adam_step": adam_step, "compact": compact,
             "train_config": json.loads(config.to_json())}
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _replace_folder(tmp, directory)
+
+
+def _replace_folder(tmp: Path, directory: Path) -> None:
+    """Put a finished temporary folder in place of `directory` (the old one removed last)."""
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         os.replace(directory, old)
@@ -95,16 +115,20 @@ def load_checkpoint(directory: Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None) -> tuple[TrainState, dict[str, Any]]:
     """Restore weights (and optimizer moments); returns the state and the saved train config."""
     meta = json.loads((directory / "state.json").read_text())
+    own = model.state_dict()
     weights = load_file(str(directory / "model.safetensors"))
-    model.load_state_dict(weights)
-    if optimizer is not None:
-        _restore_adam(model, optimizer, load_file(str(directory / "optimizer.safetensors")),
-                      meta["adam_step"])
+    model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in weights.items()})
     st = meta["state"]
     saved = st["rate_control"]
     rc = RateControl(tuple(saved["log_beta"]), tuple(saved["ema_kbps"]),
                      tuple(saved.get("push", ())))
-    state = TrainState(st["step"], rc, st["audio_seconds"], st["wall_seconds"])
+    warm_from = int(st.get("lr_warmup_from", 0))
+    moments_file = directory / "optimizer.safetensors"
+    if optimizer is not None and moments_file.exists():
+        _restore_adam(model, optimizer, load_file(str(moments_file)), meta["adam_step"])
+    elif optimizer is not None:
+        warm_from = int(st["step"])          # weights-only: warm restart (module docstring)
+    state = TrainState(st["step"], rc, st["audio_seconds"], st["wall_seconds"], warm_from)
     return state, meta["train_config"]
 
 
@@ -120,39 +144,48 @@ def _restore_adam(model: nn.Module, optimizer: torch.optim.Optimizer,
         }
 
 
-def compact_copy(source: Path, target: Path) -> None:
-    """Copy a checkpoint with the Adam moments cast to bf16 (weights stay fp32).
+def compact_copy(source: Path, target: Path, level: str = "bf16") -> None:
+    """Copy a checkpoint at a compact `level` ("full", "bf16" or "weights"), replacing `target`.
 
-    For committing to the repo: about half the size; resuming from it continues
-    the run closely (not bit-identically: the moments lost precision).
+    For committing to the repo (module docstring). The copy is written to a
+    temporary folder and swapped in, so `target` is replaced in place.
     """
-    from safetensors.torch import load_file as load_tensors
-
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    dtype = None if level == "full" else torch.bfloat16
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(source / "model.safetensors", tmp / "model.safetensors")
-    moments = load_tensors(str(source / "optimizer.safetensors"))
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in moments.items()},
-              str(tmp / "optimizer.safetensors"))
+    _cast_file(source / "model.safetensors", tmp / "model.safetensors", dtype)
+    if level != "weights":
+        _cast_file(source / "optimizer.safetensors", tmp / "optimizer.safetensors", dtype)
     meta = json.loads((source / "state.json").read_text())
-    meta["compact"] = True
+    meta["compact"] = level != "full"
+    meta["level"] = level
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    _replace_folder(tmp, target)
+
+
+def _cast_file(source: Path, target: Path, dtype: torch.dtype | None) -> None:
+    tensors = load_file(str(source))
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(tensors, str(target))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m codec.train.checkpoint SRC DST`: write a compact copy of SRC to DST."""
+    """`python -m codec.train.checkpoint SRC DST [--level bf16|weights|full]`: compact copy."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m codec.train.checkpoint",
                                 description=compact_copy.__doc__)
     p.add_argument("source", type=Path)
     p.add_argument("target", type=Path)
+    p.add_argument("--level", choices=LEVELS, default="bf16",
+                   help="bf16: weights + moments in bf16; weights: bf16 weights only "
+                        "(warm restart); full: a plain copy")
     args = p.parse_args(argv)
-    compact_copy(args.source, args.target)
+    compact_copy(args.source, args.target, args.level)
     return 0
 
 

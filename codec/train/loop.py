@@ -27,7 +27,9 @@ from codec.train.checkpoint import RateControl, TrainState, load_checkpoint, sav
 from codec.train.config import TrainConfig
 from codec.train.data import CropSampler, scan_clips
 from codec.train.losses import DistortionLoss
+from codec.train.split import KINDS
 from codec.train.network import CodecOutput, TrainableCodec
+from codec.train.packed import PackedSampler, PackedSubset, is_packed
 from codec.train.phases import NULL_TIMER, NullTimer
 from codec.train.stopping import StopFlag
 
@@ -73,9 +75,10 @@ def make_optimizer(model: TrainableCodec, cfg: TrainConfig) -> torch.optim.Optim
     ], betas=(0.9, 0.99))
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
-    """Linear warm-up, then constant (a run may be continued indefinitely)."""
-    scale = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
+                      warmup_from: int = 0) -> None:
+    """Linear warm-up from `warmup_from` (0, or a warm restart's step), then constant."""
+    scale = min(1.0, (step - warmup_from + 1) / max(cfg.warmup_steps, 1))
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * scale
 
@@ -123,6 +126,21 @@ class StepResult:
     stop: bool = False          # some process asked to stop after this step
 
 
+def make_sampler(cfg: TrainConfig, data_dirs: list[Path], crop_samples: int,
+                 rank: int) -> CropSampler | PackedSampler:
+    """Crops from a corpus, or from a packed subset (`codec.train.pack`) given as the one folder."""
+    if len(data_dirs) == 1 and is_packed(data_dirs[0]):
+        subset = PackedSubset.load(data_dirs[0])
+        if subset.sample_rate != cfg.model.model_rate:
+            raise ValueError(f"packed subset at {subset.sample_rate} Hz, "
+                             f"training needs {cfg.model.model_rate} Hz")
+        return PackedSampler(subset, crop_samples, cfg.seed, rank,
+                             dict(zip(KINDS, cfg.kind_weights, strict=True)), cfg.silence_dbfs)
+    clips = scan_clips(data_dirs, "train", cfg.model.model_rate)
+    return CropSampler(clips, crop_samples, cfg.seed, rank, cfg.kind_weights, cfg.silence_dbfs,
+                       cfg.cache_mb)
+
+
 class Trainer:
     """Owns model, optimizer, data and state of one process of a run."""
 
@@ -143,9 +161,7 @@ class Trainer:
                                       cfg.mel_weight, cfg.wave_weight).to(dist_.device)
         crop = int(round(cfg.crop_seconds * cfg.model.model_rate / cfg.model.hop_length))
         self.crop_samples = crop * cfg.model.hop_length
-        clips = scan_clips(data_dirs, "train", cfg.model.model_rate)
-        self.sampler = CropSampler(clips, self.crop_samples, cfg.seed, dist_.rank,
-                                   cfg.kind_weights, cfg.silence_dbfs, cfg.cache_mb)
+        self.sampler = make_sampler(cfg, data_dirs, self.crop_samples, dist_.rank)
 
     def step(self, timer: NullTimer = NULL_TIMER, stop: bool = False) -> StepResult:
         """One optimizer step at self.state.step.
@@ -169,7 +185,7 @@ class Trainer:
             loss.backward()
         with timer.phase("optimizer"):
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            set_learning_rate(self.optimizer, step, cfg)
+            set_learning_rate(self.optimizer, step, cfg, self.state.lr_warmup_from)
             self.optimizer.step()
         flag = torch.tensor([1.0 if stop else 0.0], device=x.device)
         values = [float(v) for v in self._all_mean(torch.cat([loss.detach().view(1), stats, flag]))]
@@ -212,7 +228,7 @@ class Trainer:
         rc = update_rate_control(self.state.rate_control, result.coded_kbps, self.cfg)
         audio = self.cfg.batch_size * self.dist.world * self.crop_samples / self.cfg.model.model_rate
         self.state = TrainState(self.state.step + 1, rc, self.state.audio_seconds + audio,
-                                self.state.wall_seconds + wall_s)
+                                self.state.wall_seconds + wall_s, self.state.lr_warmup_from)
 
     def save(self) -> None:
         if self.dist.main:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
-import torchaudio
 from torch import Tensor, nn
 
 EPS = 1e-5
@@ -38,9 +39,7 @@ class DistortionLoss(nn.Module):
         self.weights = (stft_weight, mel_weight, wave_weight)
         for n in fft_sizes:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
-            fb = torchaudio.functional.melscale_fbanks(
-                n // 2 + 1, 0.0, sample_rate / 2, _num_mels(n), sample_rate, norm="slaney",
-                mel_scale="slaney")
+            fb = mel_filterbank(n // 2 + 1, sample_rate / 2, _num_mels(n), sample_rate)
             self.register_buffer(f"mel_{n}", fb, persistent=False)
 
     def _magnitude(self, x: Tensor, n: int) -> Tensor:
@@ -107,3 +106,36 @@ class DistortionLoss(nn.Module):
 def _num_mels(n_fft: int) -> int:
     """Mel bands per resolution: fewer bands for short windows (no empty filters)."""
     return {2048: 128, 1024: 80, 512: 64, 256: 32, 128: 16}.get(n_fft, max(8, n_fft // 16))
+
+
+def _hz_to_mel(hz: float) -> float:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    if hz < min_log_hz:
+        return hz / f_sp
+    return min_log_hz / f_sp + math.log(hz / min_log_hz) / (math.log(6.4) / 27.0)
+
+
+def _mel_to_hz(mels: Tensor) -> Tensor:
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return torch.where(mels >= min_log_mel,
+                       min_log_hz * torch.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+def mel_filterbank(num_freqs: int, f_max: float, num_mels: int, sample_rate: int) -> Tensor:
+    """Slaney-normalized triangular mel filters [num_freqs, num_mels] from 0 Hz to f_max.
+
+    The same matrix as torchaudio's `melscale_fbanks(..., norm="slaney",
+    mel_scale="slaney")` (a test compares them), without needing torchaudio:
+    the training path runs where only torch and numpy are installed.
+    """
+    all_freqs = torch.linspace(0, sample_rate // 2, num_freqs)
+    m_pts = torch.linspace(_hz_to_mel(0.0), _hz_to_mel(f_max), num_mels + 2)
+    f_pts = _mel_to_hz(m_pts)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    fb = torch.clamp(torch.minimum(down, up), min=0.0)
+    return fb * (2.0 / (f_pts[2:num_mels + 2] - f_pts[:num_mels])).unsqueeze(0)
