@@ -335,3 +335,57 @@ def test_allocation_is_bounded_by_input_and_declared_geometry() -> None:
         tracemalloc.stop()
         bound = 64 * len(data) + 40 * declared_symbols(data) + (1 << 20)
         assert peak < bound, f"case {seed}: peak {peak} > {bound}"
+
+
+# --- issue 13: header forgeries with valid CRCs, decoded through the API ------------------
+
+#: Header fields a forger changes together, each to a value its spec range allows.
+_FORGEABLE = {
+    "num_samples": lambda rng, v: rng.choice([0, 1, v - 1, v + 1, 2 * v, 1 << 40]),
+    "encoder_delay": lambda rng, v: rng.choice([0, v + 1, 1 << 10, 1 << 24]),
+    "sample_rate": lambda rng, v: rng.choice([1, 8000, 12345, 44100, 767999, 768000]),
+    "num_frames": lambda rng, v: rng.choice([0, 1, v - 1, v + 1, 2 * v]),
+    "frames_per_chunk": lambda rng, v: rng.choice([1, 3, v - 1, v + 1, 1 << 16]),
+    "channels": lambda rng, v: rng.choice([1, 2, 3, 64]),
+    "cdf_precision": lambda rng, v: rng.choice([1, 12, 16, 20, 24]),
+    "model_rate": lambda rng, v: rng.choice([1, 16000, 48000]),
+    "hop_length": lambda rng, v: rng.choice([1, v // 2, 2 * v]),
+    "rate_point": lambda rng, v: rng.choice([0, 1, 2, 255]),
+}
+
+
+def test_forged_headers_with_valid_crcs_decode_exactly_or_raise_aec_errors(tiny,
+                                                                           one_thread) -> None:
+    """Inconsistent but CRC-valid headers (issue 13): every decode either returns exactly
+    the samples and channels the header promises, or raises an AecError subclass before
+    any sample is delivered; never another exception, never a short result."""
+    import dataclasses
+
+    from codec.api import ArraySink
+
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 2400)).astype(np.float32)
+    source = tiny.encode(audio, 24000)
+    reader = StreamReader(io.BytesIO(source))
+    header, body = reader.header, source[reader.chunks_start:]
+    outcomes: dict[str, int] = {}
+    for seed in range(300):
+        rng = random.Random(seed)
+        fields = {name: forge(rng, getattr(header, name)) for name, forge in
+                  rng.sample(sorted(_FORGEABLE.items()), rng.randint(1, 3))}
+        try:
+            forged = dataclasses.replace(header, **fields).pack() + body
+        except AecError:
+            continue                                   # outside the spec ranges: not forgeable
+        sink = ArraySink()
+        try:
+            tiny.decode_from(io.BytesIO(forged), sink, ignore_errors=seed % 2 == 1)
+        except AecError as exc:
+            outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+            continue
+        except Exception as exc:                       # noqa: BLE001 - the point of the test
+            pytest.fail(f"seed {seed} {fields}: {type(exc).__name__}: {exc}")
+        got = sink.audio()
+        promised = dataclasses.replace(header, **fields)
+        assert got.shape == (promised.channels, promised.num_samples), (seed, fields)
+        outcomes["decoded"] = outcomes.get("decoded", 0) + 1
+    assert outcomes.get("decoded", 0) > 5 and outcomes.get("FormatError", 0) > 20, outcomes
