@@ -31,10 +31,12 @@ import numpy as np
 import pytest
 from conftest import PipeReader
 
+from codec import chunkcoder
 from codec import format as fmt
 from codec.entropy import CdfTable, decode_symbols
 from codec.errors import AecError, ChecksumError, FormatError
 from codec.format import StreamReader
+from codec.scales import ScaleLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = sorted((ROOT / "spec" / "vectors").glob("*.aec"))
@@ -53,6 +55,20 @@ def load_tables() -> CdfTable:
 TABLES = load_tables()
 
 
+def load_coder2() -> tuple[ScaleLayout, CdfTable]:
+    """Layout and tables of the coder-2 vectors (spec §9, tables_coder2.json)."""
+    import json
+
+    raw = json.loads((ROOT / "spec" / "vectors" / "tables_coder2.json").read_text())
+    layout = raw.pop("layout")
+    layout["band_edges"] = tuple(layout["band_edges"])
+    return (ScaleLayout(**layout),
+            CdfTable.from_arrays({k: np.array(v) for k, v in raw.items()}))
+
+
+CODER2 = load_coder2()
+
+
 def Pipe(data: bytes) -> PipeReader:
     """A non-seekable source with reads of at most 4093 bytes, like stdin."""
     return PipeReader(data, 4093)
@@ -63,6 +79,8 @@ def decode_everything(data: bytes, ignore_errors: bool, pipe: bool = False) -> s
     "damaged:K,..." naming the chunks reported damaged (with ignore_errors)."""
     reader = StreamReader(Pipe(data) if pipe else io.BytesIO(data))  # type: ignore[arg-type]
     h = reader.header
+    if h.coder_id == chunkcoder.CODER_ID:
+        return decode_coder2(reader, ignore_errors)
     rows = np.arange(h.channels * h.latent_channels)
     index = (h.rate_point * h.latent_channels + rows % h.latent_channels).astype(np.int32)
     if index.size and index.max() >= TABLES.num_tables:
@@ -73,6 +91,22 @@ def decode_everything(data: bytes, ignore_errors: bool, pipe: bool = False) -> s
             damaged.append(chunk.index)
         else:
             decode_symbols(chunk.payload, index, chunk.num_frames, TABLES)
+    return f"damaged:{','.join(map(str, damaged))}" if damaged else "decoded"
+
+
+def decode_coder2(reader: StreamReader, ignore_errors: bool) -> str:
+    """`decode_everything` for a coder-2 stream (spec §5.6) with the vectors' layout."""
+    layout, tables = CODER2
+    if (reader.header.latent_channels != layout.coefficients
+            or reader.header.cdf_precision != tables.precision):
+        raise FormatError("latent channels / precision do not match the coder-2 tables")
+    damaged = []
+    for chunk in reader.chunks(ignore_errors=ignore_errors):
+        if chunk.payload is None:
+            damaged.append(chunk.index)
+        else:
+            chunkcoder.decode_chunk(chunk.payload, layout, tables, reader.header.channels,
+                                    chunk.num_frames)
     return f"damaged:{','.join(map(str, damaged))}" if damaged else "decoded"
 
 
@@ -209,13 +243,12 @@ def stream_regions(source: bytes) -> list[tuple[int, int, str]]:
     regions = [(0, 8, "magic"), (8, 9, "major"), (9, 10, "minor")]
     size_end = 10 + next(i for i in range(10) if source[10 + i] < 0x80) + 1
     regions += [(10, size_end, "header_size"), (size_end, reader.chunks_start, "header")]
-    index = reader.seek_index
-    assert index is not None, "every vector has a seek index"
-    for k, (at, size) in enumerate(zip(index.offsets(reader.chunks_start), index.record_sizes)):
-        length_end = at + next(i for i in range(10) if source[at + i] < 0x80) + 1
-        regions += [(at, length_end, "length"), (length_end, at + size, f"chunk:{k}")]
-    trailer = reader.chunks_start + sum(index.record_sizes)
     end = len(source) - 8
+    trailer = end - struct.unpack("<I", source[-4:])[0]
+    starts = [c.offset for c in reader.chunks()]       # newer_minor.aec has no seek index
+    for k, (at, stop) in enumerate(zip(starts, [*starts[1:], trailer])):
+        length_end = at + next(i for i in range(10) if source[at + i] < 0x80) + 1
+        regions += [(at, length_end, "length"), (length_end, stop, f"chunk:{k}")]
     regions += [(trailer, end, "trailer"), (end, end + 4, "end_magic"),
                 (end + 4, end + 8, "trailer_size")]
     return regions
