@@ -55,7 +55,7 @@ from codec.errors import (
     UsageError,
     WeightsError,
 )
-from codec.ratecontrol import RateController
+from codec.ratecontrol import RateController, minimum_payload_bits
 from codec.weights import CodecModel, pick_rate_point
 
 __all__ = [
@@ -625,9 +625,15 @@ class Codec:
             return code_rows
         seconds = header.num_samples / header.sample_rate
         fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
+        budget = kbps * 1000.0 * seconds - 8.0 * fixed
+        floor = minimum_payload_bits(header.num_chunks, header.num_frames)
+        if budget < floor:
+            lowest = (floor + 8.0 * fixed) / 1000.0 / max(seconds, 1e-9)
+            raise UsageError(f"--kbps {kbps:g} is too low for {seconds:.2f} s of audio: the "
+                             f"stream needs at least {lowest:.1f} kbps (container included)")
         controller = RateController(self.model.config.layout(), self.model.tables,
-                                    self.model.quantizer, kbps * 1000.0 * seconds - 8.0 * fixed,
-                                    header.num_frames)
+                                    self.model.quantizer, budget, header.num_frames,
+                                    header.num_chunks)
         return lambda y: controller.code_chunk(y)[0]
 
     def _table_index(self, header: format.StreamHeader) -> NDArray[np.int32]:
@@ -747,7 +753,7 @@ class Codec:
         symbols = chunkcoder.decode_chunk(chunk.payload or b"", self.model.config.layout(),
                                           self.model.tables, header.channels, chunk.num_frames)
         latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
-                                                 symbols.step, symbols.noise, chunk.index,
+                                                 symbols.frame_steps, symbols.noise, chunk.index,
                                                  self.device)
         if symbols.mid_side:
             mid, side = latent[0, :-1], latent[1, :-1]

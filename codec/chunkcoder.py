@@ -2,7 +2,9 @@
 
 A chunk of the transform coder carries, in decoding order:
 
-1. its step index (``Uniform(256)``);
+1. its step index (``Uniform(256)``) and the split frame (``Uniform(F + 1)``): frames
+   before the split use the step, later ones the step + 1, so that the rate can
+   be set finer than one step;
 2. for stereo streams only, the mid/side flag (``Uniform(2)``);
 3. the frame gains of every channel: the first with the gain-first table, each
    later one as the difference to the previous frame with the gain-delta table;
@@ -29,6 +31,8 @@ from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables
 
 CODER_ID = 2
 """Header `coder_id` of the transform coder's chunk layout (spec §5.6)."""
+MAX_FRAMES = (1 << 16) - 1
+"""Most frames in a coder-2 chunk (the split is coded with Uniform(F + 1) <= 2**16)."""
 
 
 @dataclass
@@ -41,6 +45,21 @@ class ChunkSymbols:
     gains: NDArray[np.int64]
     noise: NDArray[np.int64]
     coefficients: NDArray[np.int64]
+    split: int | None = None          # None: every frame uses `step`
+
+    @property
+    def frame_steps(self) -> NDArray[np.int64]:
+        """[F] step index of every frame: step before the split, step + 1 from it."""
+        return frame_step_indices(self.step, self.split_frame, self.gains.shape[1])
+
+    @property
+    def split_frame(self) -> int:
+        return self.gains.shape[1] if self.split is None else int(self.split)
+
+
+def frame_step_indices(step: int, split: int, frames: int) -> NDArray[np.int64]:
+    """step for frames [0, split), step + 1 for frames [split, frames)."""
+    return step + (np.arange(frames) >= split).astype(np.int64)
 
 
 def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
@@ -52,7 +71,7 @@ def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
     return residual.reshape(-1), tables.reshape(-1)
 
 
-def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: int
+def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: NDArray[np.int64]
                        ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Coding order of the flat [ch, C, F] symbols and the table of each, in that order."""
     tables = coefficient_tables(layout, gains, step).reshape(-1)
@@ -66,6 +85,8 @@ def _check(symbols: ChunkSymbols, layout: ScaleLayout) -> None:
         raise ValueError("coefficients must be [channels, C, frames] like the gains")
     if not 0 <= symbols.step < NUM_STEPS:
         raise ValueError(f"step index {symbols.step} outside 0..{NUM_STEPS - 1}")
+    if not 0 <= symbols.split_frame <= frames or frames > MAX_FRAMES:
+        raise ValueError(f"split {symbols.split_frame} outside 0..{frames} or too many frames")
     if symbols.gains.size and (symbols.gains.min() < 0 or symbols.gains.max() > layout.gain_max):
         raise ValueError(f"gains outside 0..{layout.gain_max}")
     segments = (channels, layout.num_bands, layout.noise_segments(frames))
@@ -82,7 +103,7 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
     """One chunk's integers -> its payload (spec §5.6)."""
     _check(symbols, layout)
     coder = constriction.stream.stack.AnsCoder()
-    order, coef_tables = _coefficient_order(layout, symbols.gains, symbols.step)
+    order, coef_tables = _coefficient_order(layout, symbols.gains, symbols.frame_steps)
     flat = symbols.coefficients.astype(np.int64).reshape(-1)
     entropy.push_block(coder, flat[order], coef_tables, tables)
     noise = symbols.noise.astype(np.int64).reshape(-1)
@@ -91,6 +112,9 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
     if symbols.gains.shape[0] == 2:
         coder.encode_reverse(np.array([int(symbols.mid_side)], np.int32),
                              constriction.stream.model.Uniform(2))
+    frames = symbols.gains.shape[1]
+    coder.encode_reverse(np.array([symbols.split_frame], np.int32),
+                         constriction.stream.model.Uniform(frames + 1))
     coder.encode_reverse(np.array([symbols.step], np.int32),
                          constriction.stream.model.Uniform(NUM_STEPS))
     return entropy.finish(coder)
@@ -99,8 +123,11 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
 def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
                  channels: int, frames: int) -> ChunkSymbols:
     """Inverse of `encode_chunk`; FormatError for any payload an encoder cannot write."""
+    if not 1 <= frames <= MAX_FRAMES:
+        raise FormatError(f"a coder-2 chunk holds 1..{MAX_FRAMES} frames, not {frames}")
     coder = entropy.open_payload(payload)
     step = int(coder.decode(constriction.stream.model.Uniform(NUM_STEPS), 1)[0])
+    split = int(coder.decode(constriction.stream.model.Uniform(frames + 1), 1)[0])
     mid_side = channels == 2 and bool(coder.decode(constriction.stream.model.Uniform(2), 1)[0])
     first = np.full((channels, frames), layout.gain_delta_table, dtype=np.int64)
     first[:, 0] = layout.gain_first_table
@@ -113,12 +140,13 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
                               tables).reshape(shape)
     if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
         raise FormatError("payload decodes a noise-fill correction outside the layout's range")
-    order, coef_tables = _coefficient_order(layout, gains, step)
+    order, coef_tables = _coefficient_order(layout, gains,
+                                            frame_step_indices(step, split, frames))
     flat = np.empty(order.size, dtype=np.int64)
     flat[order] = entropy.pop_block(coder, coef_tables, tables)
     entropy.check_empty(coder)
     return ChunkSymbols(step, mid_side, gains, noise,
-                        flat.reshape(channels, layout.coefficients, frames))
+                        flat.reshape(channels, layout.coefficients, frames), split)
 
 
 def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
@@ -126,10 +154,11 @@ def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTa
 
     A block's ideal bits do not depend on the coding order, so no sort is needed.
     """
-    coef_tables = coefficient_tables(layout, symbols.gains, symbols.step).reshape(-1)
+    coef_tables = coefficient_tables(layout, symbols.gains, symbols.frame_steps).reshape(-1)
     flat = symbols.coefficients.astype(np.int64).reshape(-1)
     bits = entropy.block_bits(flat, coef_tables, tables)
     bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     noise = symbols.noise.astype(np.int64).reshape(-1)
     bits += entropy.block_bits(noise, np.full(noise.shape, layout.noise_table), tables)
-    return bits + np.log2(NUM_STEPS) + (1.0 if symbols.gains.shape[0] == 2 else 0.0)
+    side = np.log2(NUM_STEPS) + np.log2(symbols.gains.shape[1] + 1)
+    return bits + side + (1.0 if symbols.gains.shape[0] == 2 else 0.0)

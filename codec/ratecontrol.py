@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from codec.chunkcoder import ChunkSymbols, chunk_bits, encode_chunk
+from codec.chunkcoder import ChunkSymbols, chunk_bits, encode_chunk, frame_step_indices
 from codec.entropy import CdfTable, payload_bound_bits
 from codec.model.transform import TransformQuantizer, frame_gains, quantize
 from codec.scales import NUM_STEPS, ScaleLayout
@@ -31,28 +31,45 @@ CHUNK_RECORD_BITS = 8 * (3 + 4 + 3)
 """Worst-case container bits per chunk: length varint, CRC-32, seek-index entry."""
 
 
+MIN_FRAME_BITS = 2.0
+"""Payload bits a frame needs at least (gains, noise levels, all-zero symbols)."""
+
+
+def minimum_payload_bits(chunks: int, frames: int) -> float:
+    """Bits below which no step can fit: every chunk's fixed cost, the frames' floor."""
+    return chunks * CHUNK_FIXED_BITS + frames * MIN_FRAME_BITS
+
+
+CHUNK_FIXED_BITS = CHUNK_RECORD_BITS + 64 + 8 + 16
+"""Bits every chunk costs whatever its length: record, coder flush, step and split."""
+
+
 @dataclass
 class RateController:
-    """Spends `budget_bits` of payload over `frames` frames, chunk by chunk."""
+    """Spends `budget_bits` (everything but the container's fixed bytes) over `frames`
+    frames in `chunks` chunks: each chunk's fixed cost is set aside first, and the rest
+    is shared in proportion to frames, so a short last chunk is not starved."""
 
     layout: ScaleLayout
     tables: CdfTable
     quantizer: TransformQuantizer
     budget_bits: float
     frames: int
+    chunks: int
 
     def __post_init__(self) -> None:
-        self.average = self.budget_bits / max(self.frames, 1)
+        self.variable = self.budget_bits - self.chunks * CHUNK_FIXED_BITS
+        self.average = self.variable / max(self.frames, 1)
 
     def code_chunk(self, y: torch.Tensor) -> tuple[bytes, ChunkSymbols]:
         """Coefficients [channels, C, F] -> (payload, its symbols), updating the budget."""
         frames = y.shape[-1]
-        share = self.budget_bits * frames / max(self.frames, frames)
-        target = min(share, MAX_CHUNK_SHARE * self.average * frames)
-        target -= CHUNK_RECORD_BITS + payload_bound_bits(1)
+        share = self.variable * frames / max(self.frames, frames)
+        share = min(share, MAX_CHUNK_SHARE * self.average * frames)
+        target = share + CHUNK_FIXED_BITS - CHUNK_RECORD_BITS - payload_bound_bits(1)
         symbols = self._search(y, target)
         payload = encode_chunk(symbols, self.layout, self.tables)
-        self.budget_bits -= 8 * len(payload) + CHUNK_RECORD_BITS
+        self.variable -= 8 * len(payload) + CHUNK_RECORD_BITS - CHUNK_FIXED_BITS
         self.frames -= frames
         return payload, symbols
 
@@ -84,30 +101,56 @@ class _Candidates:
         self.zero_noise = np.zeros((y.shape[0], layout.num_bands,
                                     layout.noise_segments(y.shape[-1])), dtype=np.int64)
 
-    def symbols(self, step: int, exact: bool = False) -> ChunkSymbols:
+    def symbols(self, step: int, exact: bool = False, split: int | None = None
+                ) -> ChunkSymbols:
+        """Symbols with `step` before frame `split` and step + 1 from it (None: no split)."""
         layout = self.controller.layout
-        q = quantize(self.y, self.gains, step, layout)
-        noise = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, step)
+        frames = self.y.shape[-1]
+        steps = frame_step_indices(step, frames if split is None else split, frames)
+        q = quantize(self.y, self.gains, steps, layout)
+        noise = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, steps)
                  if exact else self.zero_noise)
         return ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
-                            q.cpu().numpy())
+                            q.cpu().numpy(), split)
 
     def finest(self, target: float) -> int:
         """Bisection on the step with the noise corrections left at zero."""
         lo, hi = 0, NUM_STEPS - 1
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.controller._bits(self.symbols(mid)) <= target:
+            if self.fits(self.symbols(mid), target):
                 hi = mid
             else:
                 lo = mid + 1
         return lo
 
+    def finest_split(self, step: int, target: float) -> int:
+        """The most frames that can take `step` (the rest step + 1) within the target."""
+        lo, hi = 0, self.y.shape[-1]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.fits(self.symbols(step, split=mid), target):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def fits(self, symbols: ChunkSymbols, target: float) -> bool:
+        return self.controller._bits(symbols) <= target
+
     def final(self, target: float) -> ChunkSymbols:
-        """Exact symbols at the finest step that still fits once the corrections count."""
-        step = self.finest(target)
-        chosen = self.symbols(step, exact=True)
-        while step < NUM_STEPS - 1 and self.controller._bits(chosen) > target:
-            step += 1
-            chosen = self.symbols(step, exact=True)
+        """Exact symbols: the finest step, then as many frames as fit one step finer, then
+        back off while the noise corrections push the bits over the target."""
+        step, frames = self.finest(target), self.y.shape[-1]
+        split = frames
+        if step > 0:
+            step -= 1
+            split = self.finest_split(step, target)
+        chosen = self.symbols(step, exact=True, split=split)
+        while not self.fits(chosen, target) and (split > 0 or step < NUM_STEPS - 1):
+            if split > 0:
+                split = max(0, split - max(1, frames // 16))
+            else:
+                step, split = step + 1, frames
+            chosen = self.symbols(step, exact=True, split=split)
         return chosen

@@ -13,6 +13,7 @@ a step index ``s`` is the quantizer step in 0.75 dB steps (``step = 2**(s/8 - 20
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -91,8 +92,8 @@ class ScaleLayout:
         return -(-frames // self.noise_segment)
 
     def band_of_bin(self) -> NDArray[np.int64]:
-        """[C]: the band of each MDCT bin."""
-        return np.repeat(np.arange(self.num_bands), np.diff(np.asarray(self.band_edges)))
+        """[C]: the band of each MDCT bin (read-only, cached per layout)."""
+        return _band_of_bin(self.band_edges)
 
     def to_dict(self) -> dict[str, object]:
         return {"band_edges": list(self.band_edges), "levels": self.levels,
@@ -102,13 +103,23 @@ class ScaleLayout:
                 "noise_high": self.noise_high}
 
 
-def step_index(layout: ScaleLayout, gains: NDArray[np.integer], step: int) -> NDArray[np.int64]:
-    """[..., F] gains -> [..., F] step index of every frame (integer floor shift)."""
+@lru_cache(maxsize=16)
+def _band_of_bin(edges: tuple[int, ...]) -> NDArray[np.int64]:
+    out = np.repeat(np.arange(len(edges) - 1), np.diff(np.asarray(edges)))
+    out.setflags(write=False)
+    return out
+
+
+def step_index(layout: ScaleLayout, gains: NDArray[np.integer],
+               step: int | NDArray[np.integer]) -> NDArray[np.int64]:
+    """[..., F] gains, the chunk's step (or one per frame, [F]) -> [..., F] step index of
+    every frame (integer floor shift)."""
     g = np.asarray(gains, dtype=np.int64)
-    return step + ((layout.gamma_eighths * 4 * (g - layout.gain_ref)) >> 3)
+    return np.asarray(step, dtype=np.int64) + ((layout.gamma_eighths * 4 * (g - layout.gain_ref)) >> 3)
 
 
-def band_levels(layout: ScaleLayout, gains: NDArray[np.integer], step: int) -> NDArray[np.int64]:
+def band_levels(layout: ScaleLayout, gains: NDArray[np.integer],
+                step: int | NDArray[np.integer]) -> NDArray[np.int64]:
     """[..., F] gains -> [..., F] level 0..L-1 (the frame's RMS over its step, 3 dB units)."""
     g = np.asarray(gains, dtype=np.int64)
     raw = (4 * g - step_index(layout, g, step) + layout.level_bias) >> 2
@@ -116,7 +127,7 @@ def band_levels(layout: ScaleLayout, gains: NDArray[np.integer], step: int) -> N
 
 
 def coefficient_tables(layout: ScaleLayout, gains: NDArray[np.integer],
-                       step: int) -> NDArray[np.int64]:
+                       step: int | NDArray[np.integer]) -> NDArray[np.int64]:
     """gains [ch, F] -> table id of every coefficient [ch, C, F]: band * L + level."""
     level = band_levels(layout, gains, step)[:, None, :]
     band = layout.band_of_bin()[None, :, None]

@@ -29,13 +29,14 @@ def laplace_tables(layout: ScaleLayout, precision: int = 12) -> entropy.CdfTable
 
 
 def random_chunk(rng: np.random.Generator, channels: int, frames: int) -> ChunkSymbols:
+    """Random integers of one chunk, with a random split frame."""
     gains = np.clip(np.cumsum(rng.integers(-2, 3, (channels, frames)), axis=1) + 7, 0, 15)
     noise = rng.integers(LAYOUT.noise_low, LAYOUT.noise_high + 1,
                          (channels, LAYOUT.num_bands, LAYOUT.noise_segments(frames)))
     coefs = np.round(rng.laplace(0, 3, (channels, LAYOUT.coefficients, frames))).astype(int)
     coefs[0, 0, 0] = 2**31 - 1                       # escapes round-trip too
     return ChunkSymbols(int(rng.integers(0, 256)), channels == 2 and bool(rng.integers(2)),
-                        gains, noise, coefs)
+                        gains, noise, coefs, int(rng.integers(0, frames + 1)))
 
 
 def test_table_selection_is_integer_floor_arithmetic() -> None:
@@ -57,7 +58,7 @@ def test_chunks_round_trip_exactly(channels: int, frames: int) -> None:
     chunk = random_chunk(rng, channels, frames)
     payload = encode_chunk(chunk, LAYOUT, tables)
     back = decode_chunk(payload, LAYOUT, tables, channels, frames)
-    assert (back.step, back.mid_side) == (chunk.step, chunk.mid_side)
+    assert (back.step, back.mid_side, back.split) == (chunk.step, chunk.mid_side, chunk.split)
     for name in ("gains", "noise", "coefficients"):
         assert np.array_equal(getattr(back, name), getattr(chunk, name)), name
 
@@ -83,14 +84,15 @@ def test_decoded_values_outside_the_layout_are_format_errors() -> None:
 
     coder = constriction.stream.stack.AnsCoder()
     flat = chunk.coefficients.reshape(-1)
-    order = np.argsort(coefficient_tables(LAYOUT, chunk.gains, chunk.step).reshape(-1),
+    order = np.argsort(coefficient_tables(LAYOUT, chunk.gains, chunk.frame_steps).reshape(-1),
                        kind="stable")
-    t = coefficient_tables(LAYOUT, chunk.gains, chunk.step).reshape(-1)[order]
+    t = coefficient_tables(LAYOUT, chunk.gains, chunk.frame_steps).reshape(-1)[order]
     entropy.push_block(coder, flat[order].astype(np.int64), t, tables)
     noise = chunk.noise.reshape(-1).astype(np.int64)
     entropy.push_block(coder, noise, np.full(noise.shape, LAYOUT.noise_table), tables)
     first = np.array([LAYOUT.gain_first_table] + [LAYOUT.gain_delta_table] * 4)
     entropy.push_block(coder, residual, first, tables)
+    coder.encode_reverse(np.array([5], np.int32), constriction.stream.model.Uniform(6))
     coder.encode_reverse(np.array([chunk.step], np.int32),
                          constriction.stream.model.Uniform(scales.NUM_STEPS))
     with pytest.raises(FormatError, match="gain"):

@@ -47,13 +47,14 @@ def frame_gains(y: Tensor, layout: ScaleLayout) -> Tensor:
     return g.clamp(0, layout.gain_max).long()
 
 
-def frame_steps(gains: Tensor, step: int, layout: ScaleLayout) -> Tensor:
+def frame_steps(gains: Tensor, step: int | NDArray[np.int64], layout: ScaleLayout) -> Tensor:
     """int gains [B, F] -> float quantizer step of every frame [B, 1, F] (same device)."""
     index = step_index(layout, gains.cpu().numpy(), step)
     return torch.from_numpy(step_size(index)).float().to(gains.device).unsqueeze(1)
 
 
-def quantize(y: Tensor, gains: Tensor, step: int, layout: ScaleLayout) -> Tensor:
+def quantize(y: Tensor, gains: Tensor, step: int | NDArray[np.int64],
+             layout: ScaleLayout) -> Tensor:
     """Coefficients [B, C, F] -> int64 symbols: round(y / frame step)."""
     return torch.round(y.float() / frame_steps(gains, step, layout)).long()
 
@@ -87,7 +88,7 @@ class TransformQuantizer(nn.Module):
         self.register_buffer("noise_rms", torch.zeros(layout.num_bands * layout.levels))
 
     def noise_corrections(self, y: Tensor, gains: Tensor, symbols: Tensor,
-                          step: int) -> NDArray[np.int64]:
+                          step: int | NDArray[np.int64]) -> NDArray[np.int64]:
         """Encoder side: per band and segment, the zeros' energy over the learned level.
 
         In 3 dB steps (log2 of the energy ratio, rounded), clamped to the layout's
@@ -108,7 +109,8 @@ class TransformQuantizer(nn.Module):
     def _noise_rms(self, tables: NDArray[np.int64]) -> NDArray[np.float64]:
         return self.noise_rms.cpu().numpy().astype(np.float64)[tables]
 
-    def dequantize(self, symbols: NDArray[np.int64], gains: NDArray[np.int64], step: int,
+    def dequantize(self, symbols: NDArray[np.int64], gains: NDArray[np.int64],
+                   step: int | NDArray[np.int64],
                    noise_corrections: NDArray[np.int64], seed: int,
                    device: torch.device | str = "cpu") -> Tensor:
         """Ints [B, C, F], gains [B, F] -> latent [B, C + 1, F] (see module docstring)."""
