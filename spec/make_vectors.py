@@ -232,8 +232,9 @@ def coder2_chunk(seed: int, channels: int, frames: int, step: int,
     noise = np.array([next(words) % 7 - 4 for _ in range(int(np.prod(shape)))],
                      dtype=np.int64).reshape(shape)
     coefficients = lcg_symbols(seed, channels * layout.coefficients, frames)
+    split = next(words) % (frames + 1)
     return ChunkSymbols(step, mid_side, gains, noise,
-                        coefficients.astype(np.int64).reshape(channels, -1, frames))
+                        coefficients.astype(np.int64).reshape(channels, -1, frames), split)
 
 
 def coder2_header(channels: int, num_frames: int, frames_per_chunk: int) -> StreamHeader:

@@ -113,6 +113,7 @@ class RefChunk:
     """One decoded chunk, as nested lists, plus how many escapes each block had."""
 
     step: int
+    split: int
     mid_side: bool
     gains: list[list[int]]
     noise: list[list[list[int]]]
@@ -185,11 +186,12 @@ class RefChunkDecoder:
         band = next(b for b in range(self.B) if self.edges[b] <= k < self.edges[b + 1])
         return band * self.L + level
 
-    def coefficients(self, rans: Rans, step: int, gains: list[list[int]]
+    def coefficients(self, rans: Rans, step: int, split: int, gains: list[list[int]]
                      ) -> tuple[list[list[list[int]]], int]:
-        """Step 5: symbols sorted by (table, flat index (c*C + k)*F + f), one block."""
+        """Step 5: symbols sorted by (table, flat index (c*C + k)*F + f), one block;
+        frames from the split on use step + 1."""
         ch, frames = len(gains), len(gains[0])
-        tables = [self.table_of(step, gains[c][f], k)
+        tables = [self.table_of(step + (f >= split), gains[c][f], k)
                   for c in range(ch) for k in range(self.C) for f in range(frames)]
         order = sorted(range(len(tables)), key=lambda i: (tables[i], i))
         coded, escapes = self.block(rans, [tables[i] for i in order])
@@ -203,12 +205,13 @@ class RefChunkDecoder:
         """Steps 1-5 of spec §5.6, then the coder must be empty."""
         rans = Rans(payload)
         step = rans.uniform(256)
+        split = rans.uniform(frames + 1)
         mid_side = bool(rans.uniform(2)) if channels == 2 else False
         gains, gain_escapes = self.gains(rans, channels, frames)
         noise, noise_escapes = self.noise(rans, channels, frames)
-        coefficients, coef_escapes = self.coefficients(rans, step, gains)
+        coefficients, coef_escapes = self.coefficients(rans, step, split, gains)
         rans.finish()
-        return RefChunk(step, mid_side, gains, noise, coefficients,
+        return RefChunk(step, split, mid_side, gains, noise, coefficients,
                         {"gains": gain_escapes, "noise": noise_escapes,
                          "coefficients": coef_escapes})
 
@@ -237,7 +240,8 @@ def implementation_decode(payload: bytes, channels: int, frames: int) -> Any:
 
 
 def same(ref: RefChunk, ours: Any) -> bool:
-    return (ref.step == ours.step and ref.mid_side == ours.mid_side
+    return (ref.step == ours.step and ref.split == ours.split_frame
+            and ref.mid_side == ours.mid_side
             and ref.gains == ours.gains.tolist() and ref.noise == ours.noise.tolist()
             and ref.coefficients == ours.coefficients.tolist())
 
