@@ -108,7 +108,7 @@ def test_bench_downmix_holds_every_channel_and_aec_keeps_it(shipped, tmp_path) -
     """bench/clips.py codes mono: its clip is the mean of all channels (not one of them),
     and the aec point (bench/neural.py) returns audio that follows that mix."""
     from bench.clips import ClipSource, prepare_clip
-    from bench.neural import aec_points_for
+    from bench.neural import AecRequestPoint
 
     audio, rate = distinct_channels(2)
     src = tmp_path / "two.wav"
@@ -117,6 +117,6 @@ def test_bench_downmix_holds_every_channel_and_aec_keeps_it(shipped, tmp_path) -
     mix = audio.mean(axis=0)
     assert clip.audio.shape == mix.shape
     np.testing.assert_allclose(clip.audio, mix, atol=1e-4)       # 16-bit WAV in between
-    coded = aec_points_for(shipped)[0].run(clip, tmp_path)
+    coded = AecRequestPoint(shipped, 6.0).run(clip, tmp_path)
     corr = np.abs(correlations(np.stack([mix, *audio]), coded.decoded[None, :]))[0]
     assert corr[0] > OWN_MIN and corr[0] > corr[1:].max() + 0.1, np.round(corr, 2)

@@ -94,8 +94,6 @@ def test_config_json_round_trip() -> None:
     assert ModelConfig.from_json(ModelConfig().to_json()).hop_length == 320
 
 
-@pytest.mark.skipif(not (PRETRAINED / "aec-base.decoder.safetensors").is_file(),
-                    reason="no shipped weights yet")
 def test_shipped_model_codes_at_its_ideal_rate(speech: tuple[np.ndarray, int]) -> None:
     """Real constriction bytes within 1 % of -log2 P under the frozen tables, every rate."""
     model = load_model(None)
