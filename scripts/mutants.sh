@@ -49,7 +49,7 @@ trap 'rm -rf "$log"' EXIT
 
 run_tests() {  # run_tests MUTANT TARGETS... -> pytest exit code; output in $log/MUTANT
   local name=$1; shift
-  local -a args=(-q -rf -p no:cacheprovider --no-header)
+  local -a args=(-q -rf -x -p no:cacheprovider --no-header)
   if [ "$suite" = 1 ]; then set -- ; fi
   AEC_MUTANT=${name#unmutated} PYTHONPATH="tests/mutant_site${PYTHONPATH:+:$PYTHONPATH}" \
     nice -n 10 "$PY" -m pytest "${args[@]}" "$@" >"$log/$name" 2>&1
@@ -64,7 +64,7 @@ if ! run_tests unmutated $all_targets; then
 fi
 
 survived=0
-printf '%-30s %-9s %s\n' "mutant" "result" "failing tests"
+printf '%-30s %-9s %s\n' "mutant" "result" "first failing test"
 for name in "${names[@]}"; do
   targets=${TARGETS[$name]:-}
   if [ -z "$targets" ] && [ "$suite" = 0 ]; then
