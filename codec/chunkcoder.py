@@ -8,10 +8,12 @@ A chunk of the transform coder carries, in decoding order:
 2. for stereo streams only, the mid/side flag (``Uniform(2)``);
 3. the frame gains of every channel: the first with the gain-first table, each
    later one as the difference to the previous frame with the gain-delta table;
-4. the noise-fill corrections [channel, band, segment] with the noise table;
-5. every MDCT symbol, each with the table `scales.coefficient_tables` picks from
+4. every MDCT symbol, each with the table `scales.coefficient_tables` picks from
    the step and the decoded gains, coded grouped by table (ascending id, then
-   channel, bin, frame), so that a run of one table is one coder call.
+   channel, bin, frame), so that a run of one table is one coder call;
+5. the noise-fill corrections of the (channel, band, segment)s that hold a zero
+   symbol, in that order: a band's first one with the noise-first table, later
+   ones as the change from the band's previous one with the noise-delta table.
 
 Blocks 3, 4 and 5 each end with their escapes (`entropy.push_block`). Integers only:
 nothing here is a float, so CPU and GPU machines decode the same symbols.
@@ -27,7 +29,7 @@ from numpy.typing import NDArray
 
 from codec import entropy
 from codec.errors import FormatError
-from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables
+from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables, zero_segments
 
 CODER_ID = 2
 """Header `coder_id` of the transform coder's chunk layout (spec §5.6)."""
@@ -71,6 +73,35 @@ def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
     return residual.reshape(-1), tables.reshape(-1)
 
 
+def noise_symbols(layout: ScaleLayout, noise: NDArray[np.int64], coefficients: NDArray[np.int64]
+                  ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The coded noise residuals (channel, band, segment order, where a zero exists) and
+    their tables: first per (channel, band) absolute, later ones as differences."""
+    mask = zero_segments(layout, coefficients)
+    values, tables = [], []
+    for c, b in zip(*np.nonzero(mask.any(axis=2))):
+        seq = noise[c, b][mask[c, b]]
+        values.append(np.diff(seq, prepend=0))
+        tables.append(np.full(seq.size, layout.noise_delta_table))
+        tables[-1][0] = layout.noise_first_table
+    if not values:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(values).astype(np.int64), np.concatenate(tables).astype(np.int64)
+
+
+def _noise_from_residuals(layout: ScaleLayout, residuals: NDArray[np.int64],
+                          coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Inverse of `noise_symbols`; segments without a zero symbol get 0."""
+    mask = zero_segments(layout, coefficients)
+    noise = np.zeros(mask.shape, dtype=np.int64)
+    at = 0
+    for c, b in zip(*np.nonzero(mask.any(axis=2))):
+        count = int(mask[c, b].sum())
+        noise[c, b][mask[c, b]] = np.cumsum(residuals[at: at + count])
+        at += count
+    return noise
+
+
 def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: NDArray[np.int64]
                        ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Coding order of the flat [ch, C, F] symbols and the table of each, in that order."""
@@ -103,11 +134,10 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
     """One chunk's integers -> its payload (spec §5.6)."""
     _check(symbols, layout)
     coder = constriction.stream.stack.AnsCoder()
+    coefficients = symbols.coefficients.astype(np.int64)
+    entropy.push_block(coder, *noise_symbols(layout, symbols.noise, coefficients), tables)
     order, coef_tables = _coefficient_order(layout, symbols.gains, symbols.frame_steps)
-    flat = symbols.coefficients.astype(np.int64).reshape(-1)
-    entropy.push_block(coder, flat[order], coef_tables, tables)
-    noise = symbols.noise.astype(np.int64).reshape(-1)
-    entropy.push_block(coder, noise, np.full(noise.shape, layout.noise_table), tables)
+    entropy.push_block(coder, coefficients.reshape(-1)[order], coef_tables, tables)
     entropy.push_block(coder, *_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     if symbols.gains.shape[0] == 2:
         coder.encode_reverse(np.array([int(symbols.mid_side)], np.int32),
@@ -135,18 +165,19 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
     gains = np.cumsum(residual, axis=1)
     if gains.size and (gains.min() < 0 or gains.max() > layout.gain_max):
         raise FormatError(f"payload decodes a frame gain outside 0..{layout.gain_max}")
-    shape = (channels, layout.num_bands, layout.noise_segments(frames))
-    noise = entropy.pop_block(coder, np.full(int(np.prod(shape)), layout.noise_table),
-                              tables).reshape(shape)
-    if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
-        raise FormatError("payload decodes a noise-fill correction outside the layout's range")
     order, coef_tables = _coefficient_order(layout, gains,
                                             frame_step_indices(step, split, frames))
     flat = np.empty(order.size, dtype=np.int64)
     flat[order] = entropy.pop_block(coder, coef_tables, tables)
+    coefficients = flat.reshape(channels, layout.coefficients, frames)
+    _, noise_tables = noise_symbols(layout, np.zeros(
+        (channels, layout.num_bands, layout.noise_segments(frames)), np.int64), coefficients)
+    residuals = entropy.pop_block(coder, noise_tables, tables)
+    noise = _noise_from_residuals(layout, residuals, coefficients)
+    if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
+        raise FormatError("payload decodes a noise-fill correction outside the layout's range")
     entropy.check_empty(coder)
-    return ChunkSymbols(step, mid_side, gains, noise,
-                        flat.reshape(channels, layout.coefficients, frames), split)
+    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split)
 
 
 def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
@@ -158,7 +189,7 @@ def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTa
     flat = symbols.coefficients.astype(np.int64).reshape(-1)
     bits = entropy.block_bits(flat, coef_tables, tables)
     bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
-    noise = symbols.noise.astype(np.int64).reshape(-1)
-    bits += entropy.block_bits(noise, np.full(noise.shape, layout.noise_table), tables)
+    bits += entropy.block_bits(*noise_symbols(layout, symbols.noise, symbols.coefficients),
+                               tables)
     side = np.log2(NUM_STEPS) + np.log2(symbols.gains.shape[1] + 1)
     return bits + side + (1.0 if symbols.gains.shape[0] == 2 else 0.0)

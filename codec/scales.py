@@ -79,13 +79,18 @@ class ScaleLayout:
         return self.num_bands * self.levels + 1
 
     @property
-    def noise_table(self) -> int:
-        """Table of the noise-fill corrections."""
+    def noise_first_table(self) -> int:
+        """Table of a band's first coded noise-fill correction in a chunk."""
         return self.num_bands * self.levels + 2
 
     @property
-    def num_tables(self) -> int:
+    def noise_delta_table(self) -> int:
+        """Table of a band's later corrections, coded as the change from the previous one."""
         return self.num_bands * self.levels + 3
+
+    @property
+    def num_tables(self) -> int:
+        return self.num_bands * self.levels + 4
 
     def noise_segments(self, frames: int) -> int:
         """Noise-fill segments in a chunk of `frames` frames (the last may be shorter)."""
@@ -137,3 +142,12 @@ def coefficient_tables(layout: ScaleLayout, gains: NDArray[np.integer],
 def step_size(index: NDArray[np.integer]) -> NDArray[np.float64]:
     """Quantizer step of a step index: 2**(index / 8 - 20) (floats, synthesis only)."""
     return np.exp2(np.asarray(index, dtype=np.float64) / 8.0 - STEP_OFFSET)
+
+
+def zero_segments(layout: ScaleLayout, symbols: NDArray[np.integer]) -> NDArray[np.bool_]:
+    """symbols [ch, C, F] -> [ch, bands, segments]: whether the band has a zero symbol in
+    the segment (only those carry a noise-fill correction)."""
+    zeros = (np.asarray(symbols) == 0).astype(np.int64)
+    by_band = np.add.reduceat(zeros, np.asarray(layout.band_edges[:-1]), axis=1)
+    frames = zeros.shape[-1]
+    return np.add.reduceat(by_band, np.arange(0, frames, layout.noise_segment), axis=2) > 0

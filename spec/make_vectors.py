@@ -28,7 +28,7 @@ from codec import format as fmt
 from codec.chunkcoder import ChunkSymbols, decode_chunk, encode_chunk
 from codec.entropy import CdfTable, decode_symbols, encode_symbols
 from codec.format import MetadataBlock, StreamHeader, StreamReader, write_stream
-from codec.scales import ScaleLayout
+from codec.scales import ScaleLayout, zero_segments
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 PRECISION = 12
@@ -187,7 +187,7 @@ def coefficient_counts(band: int, level: int) -> tuple[int, list[int]]:
 
 
 def coder2_tables() -> Coder2Model:
-    """T = B*L + 3 tables at P = 11: coefficient tables, then gain-first, gain-delta and
+    """T = B*L + 4 tables at P = 11: coefficient tables, then gain-first, gain-delta and
     noise tables whose direct ranges are narrower than the values the vectors use, so
     every block of spec §5.6 has escapes."""
     layout = CODER2_LAYOUT
@@ -196,7 +196,8 @@ def coder2_tables() -> Coder2Model:
     shapes += [
         (0, [40, 80, 160, 320, 0, 320, 160, 80, 30]),  # gain first: 0..7 direct
         (-3, [30, 100, 400, 0, 400, 100, 30, 20]),     # gain delta: -3..3 direct
-        (-2, [200, 500, 0, 300, 60]),                  # noise: -2..1 direct of -4..2
+        (-2, [200, 500, 0, 300, 60]),                  # noise first: -2..1 direct of -4..2
+        (-1, [300, 0, 300, 40]),                       # noise delta: -1..1 direct
     ]
     return Coder2Model(layout, tables_from_counts(shapes, CODER2_PRECISION))
 
@@ -231,10 +232,13 @@ def coder2_chunk(seed: int, channels: int, frames: int, step: int,
     shape = (channels, layout.num_bands, layout.noise_segments(frames))
     noise = np.array([next(words) % 7 - 4 for _ in range(int(np.prod(shape)))],
                      dtype=np.int64).reshape(shape)
-    coefficients = lcg_symbols(seed, channels * layout.coefficients, frames)
+    coefficients = lcg_symbols(seed, channels * layout.coefficients, frames).astype(np.int64)
+    coefficients = coefficients.reshape(channels, -1, frames)
+    bins, frame = np.meshgrid(np.arange(layout.coefficients), np.arange(frames), indexing="ij")
+    coefficients[:, (bins < 4) & ((bins + frame) % 3 == 0)] = 0   # zeros in bands 0 and 1
+    noise[~zero_segments(layout, coefficients)] = 0   # only segments with a zero carry one
     split = next(words) % (frames + 1)
-    return ChunkSymbols(step, mid_side, gains, noise,
-                        coefficients.astype(np.int64).reshape(channels, -1, frames), split)
+    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split)
 
 
 def coder2_header(channels: int, num_frames: int, frames_per_chunk: int) -> StreamHeader:

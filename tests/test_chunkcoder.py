@@ -22,7 +22,7 @@ def laplace_tables(layout: ScaleLayout, precision: int = 12) -> entropy.CdfTable
             v = np.arange(-8, 9)
             pmfs.append(np.exp(-np.abs(v) / (0.3 + level)) * 0.99)
             offsets.append(-8)
-    for width, offset in ((layout.gain_max + 1, 0), (9, -4), (5, -3)):
+    for width, offset in ((layout.gain_max + 1, 0), (9, -4), (5, -3), (5, -2)):
         pmfs.append(np.full(width, 0.98 / width))
         offsets.append(offset)
     return entropy.CdfTable.from_pmfs(pmfs, offsets, precision)
@@ -35,6 +35,7 @@ def random_chunk(rng: np.random.Generator, channels: int, frames: int) -> ChunkS
                          (channels, LAYOUT.num_bands, LAYOUT.noise_segments(frames)))
     coefs = np.round(rng.laplace(0, 3, (channels, LAYOUT.coefficients, frames))).astype(int)
     coefs[0, 0, 0] = 2**31 - 1                       # escapes round-trip too
+    noise[~scales.zero_segments(LAYOUT, coefs)] = 0   # only segments with a zero carry one
     return ChunkSymbols(int(rng.integers(0, 256)), channels == 2 and bool(rng.integers(2)),
                         gains, noise, coefs, int(rng.integers(0, frames + 1)))
 
@@ -88,8 +89,8 @@ def test_decoded_values_outside_the_layout_are_format_errors() -> None:
                        kind="stable")
     t = coefficient_tables(LAYOUT, chunk.gains, chunk.frame_steps).reshape(-1)[order]
     entropy.push_block(coder, flat[order].astype(np.int64), t, tables)
-    noise = chunk.noise.reshape(-1).astype(np.int64)
-    entropy.push_block(coder, noise, np.full(noise.shape, LAYOUT.noise_table), tables)
+    entropy.push_block(coder, *chunkcoder.noise_symbols(LAYOUT, chunk.noise,
+                                                        chunk.coefficients), tables)
     first = np.array([LAYOUT.gain_first_table] + [LAYOUT.gain_delta_table] * 4)
     entropy.push_block(coder, residual, first, tables)
     coder.encode_reverse(np.array([5], np.int32), constriction.stream.model.Uniform(6))

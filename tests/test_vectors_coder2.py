@@ -167,19 +167,40 @@ class RefChunkDecoder:
             gains.append(running)
         return gains, escapes
 
-    def noise(self, rans: Rans, ch: int, frames: int) -> tuple[list[list[list[int]]], int]:
-        """Step 4: [ch][B][S] corrections with table B*L + 2, S = ceil(F / noise_segment)."""
-        segments = -(-frames // self.layout["noise_segment"])
-        flat, escapes = self.block(rans, [self.B * self.L + 2] * (ch * self.B * segments))
+    def noise(self, rans: Rans, coefficients: list[list[list[int]]], frames: int
+              ) -> tuple[list[list[list[int]]], int]:
+        """Step 5: a correction for each (c, b, s) whose band holds a zero symbol in the
+        segment; a band's first with table B*L + 2, later ones as changes (B*L + 3)."""
+        seg = self.layout["noise_segment"]
+        segments = -(-frames // seg)
+        ch = len(coefficients)
+        coded = [[[any(coefficients[c][k][f] == 0
+                       for k in range(self.edges[b], self.edges[b + 1])
+                       for f in range(s * seg, min(frames, (s + 1) * seg)))
+                   for s in range(segments)] for b in range(self.B)] for c in range(ch)]
+        ids: list[int] = []
+        for c in range(ch):
+            for b in range(self.B):
+                n = sum(coded[c][b])
+                ids += [self.B * self.L + 2] + [self.B * self.L + 3] * (n - 1) if n else []
+        flat, escapes = self.block(rans, ids)
+        noise = [[[0] * segments for _ in range(self.B)] for _ in range(ch)]
+        at = 0
+        for c in range(ch):
+            for b in range(self.B):
+                running = 0
+                for s in range(segments):
+                    if coded[c][b][s]:
+                        running += flat[at]
+                        at += 1
+                        noise[c][b][s] = running
         low, high = self.layout["noise_low"], self.layout["noise_high"]
-        if any(not low <= n <= high for n in flat):
+        if any(not low <= n <= high for c in noise for b in c for n in b):
             raise Malformed("a noise-fill correction is outside noise_low..noise_high")
-        noise = [[flat[(c * self.B + b) * segments : (c * self.B + b + 1) * segments]
-                  for b in range(self.B)] for c in range(ch)]
         return noise, escapes
 
     def table_of(self, step: int, g: int, k: int) -> int:
-        """Step 5: t = band(k) * L + l, from integers with floor shifts."""
+        """Step 4: t = band(k) * L + l, from integers with floor shifts."""
         lay = self.layout
         e = step + ((lay["gamma_eighths"] * 4 * (g - lay["gain_ref"])) >> 3)
         level = min(max((4 * g - e + lay["level_bias"]) >> 2, 0), self.L - 1)
@@ -188,7 +209,7 @@ class RefChunkDecoder:
 
     def coefficients(self, rans: Rans, step: int, split: int, gains: list[list[int]]
                      ) -> tuple[list[list[list[int]]], int]:
-        """Step 5: symbols sorted by (table, flat index (c*C + k)*F + f), one block;
+        """Step 4: symbols sorted by (table, flat index (c*C + k)*F + f), one block;
         frames from the split on use step + 1."""
         ch, frames = len(gains), len(gains[0])
         tables = [self.table_of(step + (f >= split), gains[c][f], k)
@@ -208,8 +229,8 @@ class RefChunkDecoder:
         split = rans.uniform(frames + 1)
         mid_side = bool(rans.uniform(2)) if channels == 2 else False
         gains, gain_escapes = self.gains(rans, channels, frames)
-        noise, noise_escapes = self.noise(rans, channels, frames)
         coefficients, coef_escapes = self.coefficients(rans, step, split, gains)
+        noise, noise_escapes = self.noise(rans, coefficients, frames)
         rans.finish()
         return RefChunk(step, split, mid_side, gains, noise, coefficients,
                         {"gains": gain_escapes, "noise": noise_escapes,

@@ -92,7 +92,8 @@ class TransformQuantizer(nn.Module):
         """Encoder side: per band and segment, the zeros' energy over the learned level.
 
         In 3 dB steps (log2 of the energy ratio, rounded), clamped to the layout's
-        range; bands with no zero coefficient in a segment get 0.
+        range; bands with no zero coefficient in a segment get 0. The lowest value,
+        `noise_low`, means no fill at all (digital silence stays silent).
         """
         layout = self.layout
         g = gains.cpu().numpy()
@@ -117,7 +118,8 @@ class TransformQuantizer(nn.Module):
         tables = coefficient_tables(self.layout, gains, step)
         rng = np.random.default_rng(seed)
         noise = rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, size=symbols.shape)
-        level = np.exp2(noise_corrections.astype(np.float64) / 2.0)
+        corrections = noise_corrections.astype(np.float64)
+        level = np.where(corrections <= self.layout.noise_low, 0.0, np.exp2(corrections / 2.0))
         fill = self._noise_rms(tables) * _expand(level, self.layout, symbols.shape[-1]) * noise
         units = np.where(symbols == 0, fill, symbols.astype(np.float64))
         steps = step_size(step_index(self.layout, gains, step))[:, None, :]

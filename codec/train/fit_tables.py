@@ -27,6 +27,7 @@ import soundfile as sf
 import torch
 from numpy.typing import NDArray
 
+from codec.chunkcoder import noise_symbols
 from codec.entropy import CdfTable
 from codec.model.transform import TransformEncoder, TransformQuantizer, frame_gains, frame_steps, quantize
 from codec.scales import ScaleLayout, coefficient_tables
@@ -36,6 +37,10 @@ from codec.weights import ModelConfig, RatePoint, build_modules, save_model
 BAND_EDGES = (0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
               160, 192, 224, 256, 288, 320)
 """MDCT bins (37.5 Hz each at 24 kHz): 150 Hz bands to 1.2 kHz, widening to 1.2 kHz."""
+LEVELS, LEVEL_BIAS = 37, 120
+"""Level l holds frames whose RMS is about 2**(l/2 - 14) steps: -42 dB to +51 dB."""
+NOISE_SEGMENT = 8
+"""Frames per noise-fill correction (107 ms): quiet frames next to loud ones keep their floor."""
 FIT_STEPS = tuple(range(64, 200, 4))
 """Step indices counted: from above 64 kbps down to below 2 kbps on typical audio."""
 MAX_SYMBOL = 1023
@@ -46,7 +51,8 @@ PRECISION = 16
 
 def default_config(name: str = "aec-base") -> ModelConfig:
     """The shipped transform-coder architecture."""
-    layout = ScaleLayout(BAND_EDGES)
+    layout = ScaleLayout(BAND_EDGES, levels=LEVELS, level_bias=LEVEL_BIAS,
+                         noise_segment=NOISE_SEGMENT)
     return ModelConfig(name=name, model_rate=24000, latent_channels=layout.coefficients,
                        strides=(layout.coefficients,), encoder_channels=(),
                        decoder_channels=(), dilations=(),
@@ -98,7 +104,8 @@ def count_noise(x: NDArray[np.float32], quantizer: TransformQuantizer, counts: C
     for step in steps:
         q = quantize(y, gains, step, layout)
         corrections = quantizer.noise_corrections(y, gains, q, step)
-        np.add.at(counts.symbols[layout.noise_table], corrections.ravel() + MAX_SYMBOL, 1)
+        residuals, tables = noise_symbols(layout, corrections, q.numpy())
+        np.add.at(counts.symbols, (tables, residuals + MAX_SYMBOL), 1)
 
 
 def _coefficients(x: NDArray[np.float32], layout: ScaleLayout) -> torch.Tensor:
