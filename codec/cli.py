@@ -40,7 +40,7 @@ EXIT_CODES_HELP = """exit codes:
   9 output exists (-f)  10 output not writable    11 device not available
 """
 #: Show a progress bar only once a job has run this long (and only on a terminal).
-PROGRESS_DELAY_SECONDS = 1.0
+PROGRESS_DELAY_SECONDS = 0.25
 DEFAULT_KBPS = 6.0
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 #: Signals that end a run like Ctrl-C does: temporary files are removed first.

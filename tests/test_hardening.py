@@ -93,7 +93,8 @@ def test_output_that_is_the_input_is_refused_even_with_force(work, weights) -> N
 # ---------------------------------------------------------------- 2: SIGTERM / SIGHUP
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM,
+                                    pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_terminating_signals_remove_the_temporary_output(tmp_path, disk, weights,
                                                         signum) -> None:
     long = np.random.default_rng(0).uniform(-0.1, 0.1, 24000 * 300).astype(np.float32)
