@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take classic-codec and reference-coder (mdct, mdct-nf) rows from "
                              "an earlier results.csv of the same clips instead of recomputing "
                              "them (they do not depend on aec weights); aec is always run")
+    parser.add_argument("--recompute", default="", metavar="LIST",
+                        help="comma list of codecs to run even when --reuse-classic has their "
+                             "rows (e.g. mdct-nf after a change to the reference coder)")
     return parser
 
 
@@ -174,9 +177,8 @@ def note_behaviour(clip: Clip, point: CodecPoint, coded: Coded, lag: int, max_la
                   "before scoring", echo=False)
     requested = point.nominal_kbps * clip.duration_s * 125.0    # bytes at the request
     if point.codec_name != "aec" and coded.payload_bytes > 1.1 * requested:
-        notes.add(f"{point.label}: the tool codes above the request (payload "
-                  f"{coded.payload_bytes / clip.duration_s / 125.0:.1f} kbps on {clip.name}); "
-                  "rows show the measured rate", echo=False)
+        notes.add(f"{point.label}: the tool codes above the request on some or all clips; "
+                  "the requested-vs-measured table shows the real rate", echo=False)
     if abs(lag) == max_lag:
         notes.add(f"{point.label} on {clip.name}: lag hit the search bound "
                   f"({lag} samples); alignment may be wrong")
@@ -185,13 +187,13 @@ def note_behaviour(clip: Clip, point: CodecPoint, coded: Coded, lag: int, max_la
 ReuseKey = tuple[str, str, float, int]
 
 
-def load_reusable(path: Path | None) -> dict[ReuseKey, Row]:
-    """Classic and reference-coder rows of an earlier run (every codec but aec), keyed by
-    clip, codec, rate and rate point."""
+def load_reusable(path: Path | None, recompute: Sequence[str] = ()) -> dict[ReuseKey, Row]:
+    """Classic and reference-coder rows of an earlier run (every codec but aec and those
+    in `recompute`), keyed by clip, codec, rate and rate point."""
     if path is None:
         return {}
     return {(r.clip, r.codec, r.nominal_kbps, r.rate_point): r
-            for r in read_rows(path) if r.codec != "aec"}
+            for r in read_rows(path) if r.codec != "aec" and r.codec not in recompute}
 
 
 def bench_clip(clip: Clip, points: Sequence[CodecPoint], workdir: Path,
@@ -254,10 +256,13 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> list[Row]:
         raise SystemExit("bench: no input clips found")
     perceptual = not args.no_perceptual
     meters = PerceptualMeters(use_visqol=perceptual, use_pesq=perceptual, use_stoi=perceptual)
-    reusable = load_reusable(args.reuse_classic)
+    recompute = [n.strip() for n in args.recompute.split(",") if n.strip()]
+    reusable = load_reusable(args.reuse_classic, recompute)
     if reusable:
+        again = f"; {', '.join(recompute)} recomputed" if recompute else ""
         notes.add(f"classic and reference rows reused from {args.reuse_classic} (an earlier "
-                  "run on the same clips; they do not depend on the aec weights)", echo=False)
+                  f"run on the same clips; they do not depend on the aec weights){again}",
+                  echo=False)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="aec-bench-") as tmp:

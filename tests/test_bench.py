@@ -329,7 +329,8 @@ def test_noise_filling_fills_zero_bands_at_their_energy() -> None:
     np.testing.assert_allclose(band_db(filled_all)[on], grid_db[on], atol=1e-9)
 
 
-def test_rd_runs_the_reference_coders(input_dir: Path, tmp_path: Path) -> None:
+def test_rd_runs_the_reference_coders(input_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     assert rd.main(["--input", str(input_dir), "--out", str(out), "--codecs", "mdct,mdct-nf",
                     "--rates", "6,12", "--min-seconds", "0", "--no-perceptual"]) == 0
@@ -349,3 +350,20 @@ def test_rd_runs_the_reference_coders(input_dir: Path, tmp_path: Path) -> None:
     assert "| speech | mdct-nf | 6k | 2 |" in summary
     requested = summary.split("## Requested vs measured rate")[1]
     assert "| mdct-nf | 6 | 2 |" in requested and "| 2/2 |" in requested
+
+    # --recompute reruns only the named codec; the others come from --reuse-classic.
+    from bench.reference import ReferencePoint
+
+    real_run, ran = ReferencePoint.run, []
+
+    def run_only_nf(self: ReferencePoint, clip: object, workdir: Path) -> Coded:
+        assert self.codec_name == "mdct-nf", "mdct was run despite --reuse-classic"
+        ran.append(self.label)
+        return real_run(self, clip, workdir)
+
+    monkeypatch.setattr(ReferencePoint, "run", run_only_nf)
+    again = tmp_path / "again"
+    assert rd.main(["--input", str(input_dir), "--out", str(again), "--codecs", "mdct,mdct-nf",
+                    "--rates", "6,12", "--min-seconds", "0", "--no-perceptual",
+                    "--reuse-classic", str(out / "results.csv"), "--recompute", "mdct-nf"]) == 0
+    assert len(ran) == 4 and "mdct-nf recomputed" in (again / "summary.md").read_text()
