@@ -215,9 +215,9 @@ def test_time_budget_ends_with_a_checkpoint(corpus: Path, tmp_path: Path) -> Non
     with stop:
         state = train(tiny_config(steps=10**6), [corpus], tmp_path, progress=False, stop=stop)
     saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["state"]
-    assert 1 <= state.step < 10**6 and saved["step"] == state.step
-    assert stop.reason and "budget" in stop.reason and stop.exit_code == 0
-    assert _log(tmp_path)[-1]["stopped"] == stop.reason
+    assert 1 <= state.step < 10**6 and saved["step"] == state.step, (state, saved)
+    assert stop.reason and "budget" in stop.reason and stop.exit_code == 0, stop.reason
+    assert _log(tmp_path)[-1]["stopped"] == stop.reason, _log(tmp_path)[-2:]
 
 
 def test_stop_flag_signals_and_budget_arithmetic() -> None:
