@@ -78,28 +78,30 @@ def noise_symbols(layout: ScaleLayout, noise: NDArray[np.int64], coefficients: N
     """The coded noise residuals (channel, band, segment order, where a zero exists) and
     their tables: first per (channel, band) absolute, later ones as differences."""
     mask = zero_segments(layout, coefficients)
-    values, tables = [], []
-    for c, b in zip(*np.nonzero(mask.any(axis=2))):
-        seq = noise[c, b][mask[c, b]]
-        values.append(np.diff(seq, prepend=0))
-        tables.append(np.full(seq.size, layout.noise_delta_table))
-        tables[-1][0] = layout.noise_first_table
-    if not values:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(values).astype(np.int64), np.concatenate(tables).astype(np.int64)
+    segments = mask.shape[-1]
+    coded_at = np.where(mask, np.arange(segments), -1)
+    last = np.maximum.accumulate(coded_at, axis=-1)
+    before = np.concatenate([np.full(mask.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
+    previous = np.take_along_axis(noise, np.maximum(before, 0), axis=-1)
+    residual = noise - np.where(before >= 0, previous, 0)
+    tables = np.where(before >= 0, layout.noise_delta_table, layout.noise_first_table)
+    return residual[mask].astype(np.int64), tables[mask].astype(np.int64)
 
 
 def _noise_from_residuals(layout: ScaleLayout, residuals: NDArray[np.int64],
                           coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
     """Inverse of `noise_symbols`; segments without a zero symbol get 0."""
     mask = zero_segments(layout, coefficients)
-    noise = np.zeros(mask.shape, dtype=np.int64)
-    at = 0
-    for c, b in zip(*np.nonzero(mask.any(axis=2))):
-        count = int(mask[c, b].sum())
-        noise[c, b][mask[c, b]] = np.cumsum(residuals[at: at + count])
-        at += count
-    return noise
+    placed = np.zeros(mask.shape, dtype=np.int64)
+    placed[mask] = residuals
+    return np.where(mask, np.cumsum(placed, axis=-1), 0)
+
+
+def noise_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The tables of the noise block, known once the symbols are decoded."""
+    shape = coefficients.shape[:1] + (layout.num_bands, layout.noise_segments(
+        coefficients.shape[-1]))
+    return noise_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
 
 
 def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: NDArray[np.int64]
@@ -170,9 +172,7 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
     flat = np.empty(order.size, dtype=np.int64)
     flat[order] = entropy.pop_block(coder, coef_tables, tables)
     coefficients = flat.reshape(channels, layout.coefficients, frames)
-    _, noise_tables = noise_symbols(layout, np.zeros(
-        (channels, layout.num_bands, layout.noise_segments(frames)), np.int64), coefficients)
-    residuals = entropy.pop_block(coder, noise_tables, tables)
+    residuals = entropy.pop_block(coder, noise_tables(layout, coefficients), tables)
     noise = _noise_from_residuals(layout, residuals, coefficients)
     if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
         raise FormatError("payload decodes a noise-fill correction outside the layout's range")
@@ -181,7 +181,12 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
 
 
 def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
-    """Ideal bits of a chunk's payload (the coder adds at most 64, spec §5.3).
+    """Ideal bits of a chunk's payload (the coder adds at most 64, spec §5.3)."""
+    return symbol_bits(symbols, layout, tables) + noise_bits(symbols, layout, tables)
+
+
+def symbol_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
+    """Ideal bits of everything but the noise block.
 
     A block's ideal bits do not depend on the coding order, so no sort is needed.
     """
@@ -189,7 +194,11 @@ def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTa
     flat = symbols.coefficients.astype(np.int64).reshape(-1)
     bits = entropy.block_bits(flat, coef_tables, tables)
     bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
-    bits += entropy.block_bits(*noise_symbols(layout, symbols.noise, symbols.coefficients),
-                               tables)
     side = np.log2(NUM_STEPS) + np.log2(symbols.gains.shape[1] + 1)
     return bits + side + (1.0 if symbols.gains.shape[0] == 2 else 0.0)
+
+
+def noise_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
+    """Ideal bits of the noise block."""
+    return entropy.block_bits(*noise_symbols(layout, symbols.noise, symbols.coefficients),
+                              tables)

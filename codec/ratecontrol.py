@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from codec.chunkcoder import ChunkSymbols, chunk_bits, encode_chunk, frame_step_indices
+from codec.chunkcoder import (ChunkSymbols, chunk_bits, encode_chunk, frame_step_indices,
+                               noise_bits, symbol_bits)
 from codec.entropy import CdfTable, payload_bound_bits
 from codec.model.transform import TransformQuantizer, frame_gains, quantize
 from codec.scales import NUM_STEPS, ScaleLayout
@@ -89,9 +90,10 @@ class RateController:
 
 
 class _Candidates:
-    """One chunk's symbols at any step, for the search: gains computed once, and the
-    noise corrections (which cost a little and barely depend on the step) only for
-    the final choice."""
+    """One chunk's symbols at any step, for the search. The gains are computed once; the
+    noise corrections (a small part of the bits that barely depends on the step) are
+    priced once at a first guess of the step and added as a constant during the
+    bisections, then computed exactly for the final choice."""
 
     def __init__(self, controller: RateController, y: torch.Tensor, mid_side: bool = False
                  ) -> None:
@@ -100,6 +102,7 @@ class _Candidates:
         layout = controller.layout
         self.zero_noise = np.zeros((y.shape[0], layout.num_bands,
                                     layout.noise_segments(y.shape[-1])), dtype=np.int64)
+        self.noise_bits = 0.0
 
     def symbols(self, step: int, exact: bool = False, split: int | None = None
                 ) -> ChunkSymbols:
@@ -113,12 +116,16 @@ class _Candidates:
         return ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
                             q.cpu().numpy(), split)
 
+    def estimate(self, symbols: ChunkSymbols) -> float:
+        return symbol_bits(symbols, self.controller.layout, self.controller.tables) + \
+            self.noise_bits
+
     def finest(self, target: float) -> int:
-        """Bisection on the step with the noise corrections left at zero."""
+        """Bisection on the step (the noise block priced at its estimate)."""
         lo, hi = 0, NUM_STEPS - 1
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.fits(self.symbols(mid), target):
+            if self.estimate(self.symbols(mid)) <= target:
                 hi = mid
             else:
                 lo = mid + 1
@@ -129,25 +136,24 @@ class _Candidates:
         lo, hi = 0, self.y.shape[-1]
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.fits(self.symbols(step, split=mid), target):
+            if self.estimate(self.symbols(step, split=mid)) <= target:
                 lo = mid
             else:
                 hi = mid - 1
         return lo
 
-    def fits(self, symbols: ChunkSymbols, target: float) -> bool:
-        return self.controller._bits(symbols) <= target
-
     def final(self, target: float) -> ChunkSymbols:
-        """Exact symbols: the finest step, then as many frames as fit one step finer, then
-        back off while the noise corrections push the bits over the target."""
+        """Price the noise block at a first guess, search the step and the split, then
+        back off while the exact bits are over the target."""
+        guess = self.symbols(self.finest(target), exact=True)
+        self.noise_bits = noise_bits(guess, self.controller.layout, self.controller.tables)
         step, frames = self.finest(target), self.y.shape[-1]
         split = frames
         if step > 0:
             step -= 1
             split = self.finest_split(step, target)
         chosen = self.symbols(step, exact=True, split=split)
-        while not self.fits(chosen, target) and (split > 0 or step < NUM_STEPS - 1):
+        while self.controller._bits(chosen) > target and (split > 0 or step < NUM_STEPS - 1):
             if split > 0:
                 split = max(0, split - max(1, frames // 16))
             else:
