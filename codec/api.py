@@ -110,6 +110,9 @@ class EncodeReport:
     seconds: float             # wall time of the encode
     device: str
     warnings: tuple[str, ...] = ()   # e.g. a truncated input that was encoded as it is
+    channel_kbps: tuple[float, ...] = ()   # transform coder: ideal payload kbps per coded
+    #   channel (gains, symbols, noise levels; mid and side in mid/side chunks)
+    mid_side_chunks: int = 0               # stereo chunks coded as mid/side
 
     @property
     def duration_s(self) -> float:
@@ -570,7 +573,7 @@ class Codec:
                 math.isfinite(kbps) and kbps > 0):
             raise AudioError(f"kbps must be a positive number, got {kbps!r}")
         header = self._make_header(source, kbps)
-        code_chunk = self._chunk_coder(header, kbps)
+        code_chunk, controller = self._chunk_coder(header, kbps)
         buffer = _ModelRateBuffer(source, self.model_rate, progress)
         offset, payload_bytes = fileobj.tell(), 0
         with format.StreamWriter(fileobj, header) as writer:
@@ -580,8 +583,14 @@ class Codec:
                     payload_bytes += len(payload)
         if progress:
             progress(source.num_samples, source.num_samples)
-        return self._encode_report(header, fileobj.tell() - offset, payload_bytes,
-                                   time.perf_counter() - started)
+        report = self._encode_report(header, fileobj.tell() - offset, payload_bytes,
+                                     time.perf_counter() - started, kbps)
+        if controller is None:
+            return report
+        duration = max(report.duration_s, 1e-9)
+        return dataclasses.replace(
+            report, channel_kbps=tuple(b / duration / 1000 for b in controller.channel_bits),
+            mid_side_chunks=controller.mid_side_chunks)
 
     def _make_header(self, source: AudioSource, kbps: float) -> format.StreamHeader:
         """The stream header; for the transform coder `rate_point` is the requested kbps
@@ -609,7 +618,7 @@ class Codec:
             coder_id=coder_id, cdf_precision=self.model.tables.precision)
 
     def _chunk_coder(self, header: format.StreamHeader, kbps: float
-                     ) -> Callable[[torch.Tensor], bytes]:
+                     ) -> tuple[Callable[[torch.Tensor], bytes], RateController | None]:
         """A function from one chunk's encoder output [ch, C, F] to its payload.
 
         The transform coder spends the whole file's budget (kbps x duration, minus
@@ -622,7 +631,7 @@ class Codec:
                 symbols = self.model.quantizer.quantize(y, header.rate_point).to("cpu").numpy()
                 rows = np.ascontiguousarray(symbols.reshape(-1, symbols.shape[2]), np.int32)
                 return bytes(entropy.encode_symbols(rows, table_index, self.model.tables))
-            return code_rows
+            return code_rows, None
         seconds = header.num_samples / header.sample_rate
         fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
         budget = kbps * 1000.0 * seconds - 8.0 * fixed
@@ -634,7 +643,7 @@ class Codec:
         controller = RateController(self.model.config.layout(), self.model.tables,
                                     self.model.quantizer, budget, header.num_frames,
                                     header.num_chunks)
-        return lambda y: controller.code_chunk(y)[0]
+        return (lambda y: controller.code_chunk(y)[0]), controller
 
     def _table_index(self, header: format.StreamHeader) -> NDArray[np.int32]:
         """Row ch * C + c of a chunk is coded with table rate_point * C + c (contracts §1)."""
@@ -755,18 +764,20 @@ class Codec:
         latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
                                                  symbols.frame_steps, symbols.noise, chunk.index,
                                                  self.device)
-        if symbols.mid_side:
-            mid, side = latent[0, :-1], latent[1, :-1]
-            latent[0, :-1], latent[1, :-1] = mid + side, mid - side
+        if symbols.mid_side:           # the inverse of ratecontrol.mid_side (orthonormal)
+            mid, side = latent[0, :-1].clone(), latent[1, :-1].clone()
+            latent[0, :-1], latent[1, :-1] = (mid + side) * 0.5 ** 0.5, (mid - side) * 0.5 ** 0.5
         return latent
 
     def _encode_report(self, header: format.StreamHeader, size_bytes: int, payload_bytes: int,
-                       seconds: float) -> EncodeReport:
-        nominal = float(header.rate_point)
+                       seconds: float, kbps: float) -> EncodeReport:
+        """Rate point -1 and the requested kbps for the transform coder (no rate points)."""
+        point, nominal = -1, float(kbps)
         if not self.model.is_transform:
-            nominal = float(self.model.config.rate_points[header.rate_point].nominal_kbps)
+            point = header.rate_point
+            nominal = float(self.model.config.rate_points[point].nominal_kbps)
         return EncodeReport(header.sample_rate, header.channels, header.num_samples,
-                            header.rate_point, nominal, size_bytes,
+                            point, nominal, size_bytes,
                             payload_bytes, seconds, str(self.device))
 
 

@@ -287,11 +287,20 @@ def _warn(args: argparse.Namespace, warnings: Sequence[str]) -> None:
 # ---------------------------------------------------------------- reports
 
 
+def _format_request(d: dict[str, Any]) -> str:
+    """'6 kbps requested' (any-rate models) or 'point 1 (6 kbps nominal)' (rate points)."""
+    if d["rate_point"] < 0:
+        return f"{d['nominal_kbps']:g} kbps requested"
+    return f"point {d['rate_point']} ({d['nominal_kbps']:g} kbps nominal)"
+
+
 def _encode_dict(report: EncodeReport) -> dict[str, Any]:
     return {
         "duration_s": round(report.duration_s, 6), "sample_rate": report.sample_rate,
         "channels": report.channels, "num_samples": report.num_samples,
         "rate_point": report.rate_point, "nominal_kbps": report.nominal_kbps,
+        "channel_kbps": [round(k, 4) for k in report.channel_kbps],
+        "mid_side_chunks": report.mid_side_chunks,
         "size_bytes": report.size_bytes, "payload_bytes": report.payload_bytes,
         "kbps": round(report.kbps, 4), "payload_kbps": round(report.payload_kbps, 4),
         "encode_seconds": round(report.seconds, 4), "encode_realtime": _finite(report.realtime),
@@ -350,7 +359,7 @@ def run_encode(args: argparse.Namespace) -> int:
     else:
         _say(args, f"{_label(args.input, True)} -> {_label(output, False)}\n"
                    f"  audio:  {_format_audio(data)}\n"
-                   f"  rate:   point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
+                   f"  rate:   {_format_request(data)}; "
                    f"{_format_rate(data)}\n"
                    f"  speed:  {_format_speed(data['encode_realtime'])} on {data['device']}")
     return 0
@@ -510,7 +519,7 @@ def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any],
     if args.quiet:
         return
     print(f"{data['input']}: {_format_audio(data)}\n"
-          f"  rate:     point {data['rate_point']} ({data['nominal_kbps']:g} kbps nominal); "
+          f"  rate:     {_format_request(data)}; "
           f"{_format_rate(data)}\n"
           f"  quality:  SNR {_db(quality['snr_db'])}, SI-SDR {_db(quality['si_sdr_db'])}, "
           f"mel distance {data['mel_distance']:.4f}\n"

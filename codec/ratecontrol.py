@@ -32,6 +32,12 @@ CHUNK_RECORD_BITS = 8 * (3 + 4 + 3)
 """Worst-case container bits per chunk: length varint, CRC-32, seek-index entry."""
 
 
+def mid_side(y: torch.Tensor) -> torch.Tensor:
+    """[L, R] -> [M, S] = [(L + R), (L - R)] / sqrt 2: orthonormal, so quantization noise
+    keeps its power when decoded back to left and right (spec §5.6)."""
+    return torch.stack([y[0] + y[1], y[0] - y[1]]) * 0.5 ** 0.5
+
+
 MIN_FRAME_BITS = 2.0
 """Payload bits a frame needs at least (gains, noise levels, all-zero symbols)."""
 
@@ -61,6 +67,8 @@ class RateController:
     def __post_init__(self) -> None:
         self.variable = self.budget_bits - self.chunks * CHUNK_FIXED_BITS
         self.average = self.variable / max(self.frames, 1)
+        self.channel_bits: list[float] = []
+        self.mid_side_chunks = 0
 
     def code_chunk(self, y: torch.Tensor) -> tuple[bytes, ChunkSymbols]:
         """Coefficients [channels, C, F] -> (payload, its symbols), updating the budget."""
@@ -72,13 +80,26 @@ class RateController:
         payload = encode_chunk(symbols, self.layout, self.tables)
         self.variable -= 8 * len(payload) + CHUNK_RECORD_BITS - CHUNK_FIXED_BITS
         self.frames -= frames
+        self._account(symbols)
         return payload, symbols
+
+    def _account(self, symbols: ChunkSymbols) -> None:
+        """Per-channel ideal bits of the chunk (its shared step and flags not counted)."""
+        channels = symbols.gains.shape[0]
+        if not self.channel_bits:
+            self.channel_bits = [0.0] * channels
+        self.mid_side_chunks += int(symbols.mid_side)
+        for c in range(channels):
+            one = ChunkSymbols(symbols.step, False, symbols.gains[c: c + 1],
+                               symbols.noise[c: c + 1], symbols.coefficients[c: c + 1],
+                               symbols.split)
+            self.channel_bits[c] += chunk_bits(one, self.layout, self.tables)
 
     def _search(self, y: torch.Tensor, target: float) -> ChunkSymbols:
         """The finest step whose bits fit the target (the coarsest if none does)."""
         best = _Candidates(self, y)
         if y.shape[0] == 2:
-            side = _Candidates(self, torch.stack([(y[0] + y[1]) / 2, (y[0] - y[1]) / 2]), True)
+            side = _Candidates(self, mid_side(y), True)
             step = best.finest(target)
             if self._bits(side.symbols(step)) < self._bits(best.symbols(step)):
                 best = side
