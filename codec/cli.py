@@ -583,7 +583,12 @@ def _remove_if_only_config(out: Path | None) -> None:
 # ---------------------------------------------------------------- entry points
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: int, traceback: bool = False) -> int:
+    """One line on stderr (plus the traceback of a bug when AEC_TRACEBACK=1 is set)."""
+    if traceback and os.environ.get("AEC_TRACEBACK") == "1":
+        import traceback as tb
+
+        tb.print_exc()
     print(f"aec: error: {message}", file=sys.stderr)
     return code
 
@@ -653,6 +658,9 @@ def _main(args_list: list[str]) -> int:
         return _fail("interrupted", 130)
     except _Terminated as exc:
         return _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line and exit 1
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (please report it; "
+                     f"AEC_TRACEBACK=1 shows the traceback)", 1, traceback=True)
 
 
 def _silence_stdout() -> None:

@@ -101,8 +101,6 @@ sys.exit(cli.main(["info", sys.argv[1]]))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 10: cli.main lets unexpected "
-                                       "exceptions out as tracebacks")
 def test_unexpected_exception_is_exit_1_with_one_line() -> None:
     """README exit code 1 (internal error): still one line, no traceback."""
     result = run([sys.executable, "-c", CRASH, str(VECTORS / "one_chunk.aec")])
