@@ -3,8 +3,9 @@
     python -m bench.train_speed --data /data/corpus [--threads 1 2] [--steps 12]
 
 For each thread count (and CUDA when present) a fresh child process builds
-the shipped architecture with the training config of the committed checkpoint
-(`--init-from`, default checkpoints/aec-base, weights and optimizer loaded),
+the autoencoder architecture (what `aec train` trains) with the training config
+of a checkpoint (`--init-from`, weights and optimizer loaded; without one, a
+fresh model with the default config),
 times launch -> first step (interpreter start, imports, corpus scan,
 checkpoint load, first step), runs `--warmup` steps, then times `--steps`
 steps on the wall clock, data included. The phases (data, forward, rate,

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # train_segment.sh: one accelerator segment (torch + numpy only, no network, no pip).
 #
-#   usage: OUT=/path/to/out scripts/train_segment.sh [BUDGET_S] [SUBSET] [CHECKPOINT]
+#   usage: OUT=/path/to/out scripts/train_segment.sh BUDGET_S SUBSET CHECKPOINT
 #
-# Resumes from CHECKPOINT (default checkpoints/aec-base), trains in bf16 on the packed
+# Resumes from CHECKPOINT (an autoencoder checkpoint folder), trains in bf16 on the packed
 # SUBSET (default train-subset/, made here beforehand by
 # `python -m codec.train.pack CORPUS train-subset`, and carried to the machine) for
 # BUDGET_S wall seconds in all (default 420, i.e. 7 min: under the 8-minute ceiling,
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder whose files come back}"
 BUDGET=${1:-420}
 SUBSET=${2:-train-subset}
-CHECKPOINT=${3:-checkpoints/aec-base}
+CHECKPOINT=${3:?usage: train_segment.sh [BUDGET_S] [SUBSET] CHECKPOINT (an autoencoder checkpoint folder)}
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 [ -f "$SUBSET/packed.json" ] || { echo "train_segment: no packed subset at $SUBSET" >&2; exit 3; }

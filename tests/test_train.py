@@ -157,8 +157,8 @@ def _untrained() -> dict[str, np.ndarray]:
 
 
 def test_cli_continues_from_a_compact_checkpoint(corpus: Path, tmp_path: Path) -> None:
-    """`python -m codec.train --init-from checkpoints/aec-base` (or any compact
-    checkpoint) picks up step, weights, config."""
+    """`python -m codec.train --init-from CHECKPOINT` (any compact checkpoint folder)
+    picks up step, weights, config."""
     from codec.train.__main__ import main
     from codec.train.checkpoint import compact_copy
 
