@@ -8,20 +8,22 @@ A chunk of the transform coder carries, in decoding order:
 2. for stereo streams only, the mid/side flag (``Uniform(2)``);
 3. the frame gains of every channel: the first with the gain-first table, each
    later one as the difference to the previous frame with the gain-delta table;
-4. every MDCT symbol, each with the table `scales.coefficient_tables` picks from
-   the step and the decoded gains, coded grouped by table (ascending id, then
-   channel, bin, frame), so that a run of one table is one coder call;
+4. the MDCT symbols, one block per frame: each symbol with the table
+   `scales.coefficient_tables` picks from the step, the decoded gain and the
+   previous frame's symbols around its bin, grouped by table (ascending id, then
+   channel, bin), so that a run of one table is one coder call;
 5. the noise-fill corrections of the (channel, band, segment)s that hold a zero
    symbol, in that order: a band's first one with the noise-first table, later
    ones as the change from the band's previous one with the noise-delta table.
 
-Blocks 3, 4 and 5 each end with their escapes (`entropy.push_block`). Integers only:
+Every block (the gains, each frame's symbols, the noise levels) ends with their escapes (`entropy.push_block`). Integers only:
 nothing here is a float, so CPU and GPU machines decode the same symbols.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import constriction
 import numpy as np
@@ -29,7 +31,8 @@ from numpy.typing import NDArray
 
 from codec import entropy
 from codec.errors import FormatError
-from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables, zero_segments
+from codec.scales import (NUM_STEPS, ScaleLayout, coefficient_tables, frame_tables,
+                          zero_segments)
 
 CODER_ID = 2
 """Header `coder_id` of the transform coder's chunk layout (spec §5.6)."""
@@ -104,12 +107,30 @@ def noise_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArra
     return noise_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
 
 
-def _coefficient_order(layout: ScaleLayout, gains: NDArray[np.int64], step: NDArray[np.int64]
-                       ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Coding order of the flat [ch, C, F] symbols and the table of each, in that order."""
-    tables = coefficient_tables(layout, gains, step).reshape(-1)
-    order = np.argsort(tables, kind="stable")
-    return order, tables[order]
+def _push_coefficients(coder: Any, symbols: ChunkSymbols, layout: ScaleLayout,
+                       tables: entropy.CdfTable) -> None:
+    """One block per frame, last frame pushed first (a stack), each in table order."""
+    q = symbols.coefficients.astype(np.int64)
+    table_of = coefficient_tables(layout, symbols.gains, symbols.frame_steps, q)
+    for f in range(q.shape[-1] - 1, -1, -1):
+        frame_tables_ = table_of[:, :, f].reshape(-1)
+        order = np.argsort(frame_tables_, kind="stable")
+        entropy.push_block(coder, q[:, :, f].reshape(-1)[order], frame_tables_[order], tables)
+
+
+def _pop_coefficients(coder: Any, layout: ScaleLayout, tables: entropy.CdfTable,
+                      gains: NDArray[np.int64], steps: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Frame by frame: each frame's tables need the previous frame's symbols."""
+    channels, frames = gains.shape
+    q = np.zeros((channels, layout.coefficients, frames), dtype=np.int64)
+    previous = None
+    for f in range(frames):
+        table_of = frame_tables(layout, gains[:, f], int(steps[f]), previous).reshape(-1)
+        order = np.argsort(table_of, kind="stable")
+        values = np.empty(order.size, dtype=np.int64)
+        values[order] = entropy.pop_block(coder, table_of[order], tables)
+        q[:, :, f] = previous = values.reshape(channels, layout.coefficients)
+    return q
 
 
 def _check(symbols: ChunkSymbols, layout: ScaleLayout) -> None:
@@ -138,8 +159,7 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
     coder = constriction.stream.stack.AnsCoder()
     coefficients = symbols.coefficients.astype(np.int64)
     entropy.push_block(coder, *noise_symbols(layout, symbols.noise, coefficients), tables)
-    order, coef_tables = _coefficient_order(layout, symbols.gains, symbols.frame_steps)
-    entropy.push_block(coder, coefficients.reshape(-1)[order], coef_tables, tables)
+    _push_coefficients(coder, symbols, layout, tables)
     entropy.push_block(coder, *_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     if symbols.gains.shape[0] == 2:
         coder.encode_reverse(np.array([int(symbols.mid_side)], np.int32),
@@ -167,11 +187,8 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
     gains = np.cumsum(residual, axis=1)
     if gains.size and (gains.min() < 0 or gains.max() > layout.gain_max):
         raise FormatError(f"payload decodes a frame gain outside 0..{layout.gain_max}")
-    order, coef_tables = _coefficient_order(layout, gains,
-                                            frame_step_indices(step, split, frames))
-    flat = np.empty(order.size, dtype=np.int64)
-    flat[order] = entropy.pop_block(coder, coef_tables, tables)
-    coefficients = flat.reshape(channels, layout.coefficients, frames)
+    coefficients = _pop_coefficients(coder, layout, tables, gains,
+                                     frame_step_indices(step, split, frames))
     residuals = entropy.pop_block(coder, noise_tables(layout, coefficients), tables)
     noise = _noise_from_residuals(layout, residuals, coefficients)
     if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
@@ -190,8 +207,9 @@ def symbol_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfT
 
     A block's ideal bits do not depend on the coding order, so no sort is needed.
     """
-    coef_tables = coefficient_tables(layout, symbols.gains, symbols.frame_steps).reshape(-1)
-    flat = symbols.coefficients.astype(np.int64).reshape(-1)
+    flat = symbols.coefficients.astype(np.int64)
+    coef_tables = coefficient_tables(layout, symbols.gains, symbols.frame_steps, flat).reshape(-1)
+    flat = flat.reshape(-1)
     bits = entropy.block_bits(flat, coef_tables, tables)
     bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     side = np.log2(NUM_STEPS) + np.log2(symbols.gains.shape[1] + 1)

@@ -24,6 +24,8 @@ GAIN_RMS_OFFSET = 15
 """A gain g stands for RMS 2**(g/2 - 15): g = 0 is about -90 dBFS."""
 STEP_OFFSET = 20
 """A step index s stands for a quantizer step 2**(s/8 - 20)."""
+CONTEXT_THRESHOLDS = (1, 3, 7, 15)
+"""Context class of a symbol = how many of these its previous-frame neighbourhood reaches."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class ScaleLayout:
         step_index = s + ((gamma_eighths * 4 * (g - gain_ref)) >> 3).
     noise_segment, noise_low, noise_high: every band of every `noise_segment` frames
         carries a noise-fill correction in 3 dB steps, noise_low..noise_high.
+    contexts: K, how many classes of the previous frame's neighbourhood
+        (`context_classes`) split each (band, level) table; 1 = no context.
     """
 
     band_edges: tuple[int, ...]
@@ -49,6 +53,7 @@ class ScaleLayout:
     noise_segment: int = 24
     noise_low: int = -16
     noise_high: int = 4
+    contexts: int = 1
 
     def __post_init__(self) -> None:
         edges = np.asarray(self.band_edges)
@@ -56,7 +61,8 @@ class ScaleLayout:
             raise ValueError("band_edges must start at 0 and strictly increase")
         if not (1 <= self.levels <= 256 and 1 <= self.gain_max <= 255
                 and 0 <= self.gamma_eighths <= 8 and 0 <= self.gain_ref <= self.gain_max
-                and self.noise_segment >= 1 and self.noise_low <= 0 <= self.noise_high):
+                and self.noise_segment >= 1 and self.noise_low <= 0 <= self.noise_high
+                and 1 <= self.contexts <= len(CONTEXT_THRESHOLDS) + 1):
             raise ValueError("scale layout integers out of range")
 
     @property
@@ -69,28 +75,33 @@ class ScaleLayout:
         return len(self.band_edges) - 1
 
     @property
+    def coefficient_table_count(self) -> int:
+        """B * L * K tables for the MDCT symbols."""
+        return self.num_bands * self.levels * self.contexts
+
+    @property
     def gain_first_table(self) -> int:
         """Table of a chunk's first gain of each channel (values 0..gain_max)."""
-        return self.num_bands * self.levels
+        return self.coefficient_table_count
 
     @property
     def gain_delta_table(self) -> int:
         """Table of the later gains, coded as g[f] - g[f - 1]."""
-        return self.num_bands * self.levels + 1
+        return self.coefficient_table_count + 1
 
     @property
     def noise_first_table(self) -> int:
         """Table of a band's first coded noise-fill correction in a chunk."""
-        return self.num_bands * self.levels + 2
+        return self.coefficient_table_count + 2
 
     @property
     def noise_delta_table(self) -> int:
         """Table of a band's later corrections, coded as the change from the previous one."""
-        return self.num_bands * self.levels + 3
+        return self.coefficient_table_count + 3
 
     @property
     def num_tables(self) -> int:
-        return self.num_bands * self.levels + 4
+        return self.coefficient_table_count + 4
 
     def noise_segments(self, frames: int) -> int:
         """Noise-fill segments in a chunk of `frames` frames (the last may be shorter)."""
@@ -105,7 +116,7 @@ class ScaleLayout:
                 "gain_max": self.gain_max, "gamma_eighths": self.gamma_eighths,
                 "gain_ref": self.gain_ref, "level_bias": self.level_bias,
                 "noise_segment": self.noise_segment, "noise_low": self.noise_low,
-                "noise_high": self.noise_high}
+                "noise_high": self.noise_high, "contexts": self.contexts}
 
 
 @lru_cache(maxsize=16)
@@ -131,12 +142,55 @@ def band_levels(layout: ScaleLayout, gains: NDArray[np.integer],
     return np.clip(raw, 0, layout.levels - 1)
 
 
-def coefficient_tables(layout: ScaleLayout, gains: NDArray[np.integer],
-                       step: int | NDArray[np.integer]) -> NDArray[np.int64]:
-    """gains [ch, F] -> table id of every coefficient [ch, C, F]: band * L + level."""
+def band_level_tables(layout: ScaleLayout, gains: NDArray[np.integer],
+                      step: int | NDArray[np.integer]) -> NDArray[np.int64]:
+    """gains [ch, F] -> band * L + level of every coefficient [ch, C, F] (the noise-fill
+    level's index, and the coefficient table before the context split)."""
     level = band_levels(layout, gains, step)[:, None, :]
     band = layout.band_of_bin()[None, :, None]
     return band * layout.levels + level
+
+
+def context_classes(layout: ScaleLayout, previous: NDArray[np.integer]) -> NDArray[np.int64]:
+    """Symbols of the previous frame [..., C] -> context class 0..K-1 of every bin [..., C].
+
+    m = 2|q[k]| + |q[k-1]| + |q[k+1]| (missing neighbours count 0), class = the number of
+    CONTEXT_THRESHOLDS that m reaches, at most K - 1.
+    """
+    a = np.abs(np.asarray(previous, dtype=np.int64))
+    m = 2 * a
+    m[..., 1:] += a[..., :-1]
+    m[..., :-1] += a[..., 1:]
+    classes = np.searchsorted(np.asarray(CONTEXT_THRESHOLDS), m, side="right")
+    return np.minimum(classes, layout.contexts - 1)
+
+
+def coefficient_tables(layout: ScaleLayout, gains: NDArray[np.integer],
+                       step: int | NDArray[np.integer],
+                       symbols: NDArray[np.integer] | None = None) -> NDArray[np.int64]:
+    """gains [ch, F] (and the symbols [ch, C, F] themselves when K > 1) -> the table of
+    every symbol [ch, C, F]: (band * L + level) * K + the class of the previous frame's
+    neighbourhood (class 0 in a chunk's first frame)."""
+    base = band_level_tables(layout, gains, step) * layout.contexts
+    if layout.contexts == 1:
+        return base
+    if symbols is None:
+        raise ValueError("context tables need the symbols of the previous frames")
+    previous = np.zeros(np.shape(symbols), dtype=np.int64)
+    previous[:, :, 1:] = np.asarray(symbols)[:, :, :-1]
+    return base + np.moveaxis(context_classes(layout, np.moveaxis(previous, 1, -1)), -1, 1)
+
+
+def frame_tables(layout: ScaleLayout, gains: NDArray[np.integer], step: int,
+                 previous: NDArray[np.integer] | None) -> NDArray[np.int64]:
+    """One frame: gains [ch], its step index, the previous frame's symbols [ch, C] (None in
+    a chunk's first frame) -> the table of each of its symbols [ch, C]."""
+    base = band_level_tables(layout, np.asarray(gains)[:, None], step)[:, :, 0] * layout.contexts
+    if layout.contexts == 1:
+        return base
+    if previous is None:
+        return base
+    return base + context_classes(layout, previous)
 
 
 def step_size(index: NDArray[np.integer]) -> NDArray[np.float64]:

@@ -162,7 +162,8 @@ def newer_major(data: bytes) -> bytes:
 
 CODER2_PRECISION = 11
 CODER2_LAYOUT = ScaleLayout((0, 2, 4, 8), levels=4, gain_max=15, gamma_eighths=5, gain_ref=8,
-                            level_bias=16, noise_segment=3, noise_low=-4, noise_high=2)
+                            level_bias=16, noise_segment=3, noise_low=-4, noise_high=2,
+                            contexts=3)
 CODER2_SHA = hashlib.sha256(b"aec test-vector coder-2 decoder weights").digest()
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -178,21 +179,22 @@ class Coder2Model(NamedTuple):
     tables: CdfTable
 
 
-def coefficient_counts(band: int, level: int) -> tuple[int, list[int]]:
-    """(offset, counts) of table band * L + level: wider for higher levels, and an
-    escape count that grows with the band, so that every table differs."""
-    half = 1 + level + band // 2                      # direct range -half..half
+def coefficient_counts(band: int, level: int, context: int = 0) -> tuple[int, list[int]]:
+    """(offset, counts) of table (band * L + level) * K + context: wider for higher levels
+    and contexts, and an escape count that grows with the band, so that every table
+    differs."""
+    half = 1 + level + band // 2 + context            # direct range -half..half
     tails = [max(1, (512 * (level + 1)) >> (2 * d)) for d in range(1, half + 1)]
     return -half, tails[::-1] + [0] + tails + [4 << band]
 
 
 def coder2_tables() -> Coder2Model:
-    """T = B*L + 4 tables at P = 11: coefficient tables, then gain-first, gain-delta and
+    """T = B*L*K + 4 tables at P = 11: coefficient tables, then gain-first, gain-delta and
     noise tables whose direct ranges are narrower than the values the vectors use, so
     every block of spec §5.6 has escapes."""
     layout = CODER2_LAYOUT
-    shapes = [coefficient_counts(b, level)
-              for b in range(layout.num_bands) for level in range(layout.levels)]
+    shapes = [coefficient_counts(b, level, context) for b in range(layout.num_bands)
+              for level in range(layout.levels) for context in range(layout.contexts)]
     shapes += [
         (0, [40, 80, 160, 320, 0, 320, 160, 80, 30]),  # gain first: 0..7 direct
         (-3, [30, 100, 400, 0, 400, 100, 30, 20]),     # gain delta: -3..3 direct

@@ -133,6 +133,8 @@ class RefChunkDecoder:
         layout = raw["layout"]
         self.edges: list[int] = layout["band_edges"]
         self.B, self.L, self.C = len(self.edges) - 1, layout["levels"], self.edges[-1]
+        self.K = layout.get("contexts", 1)
+        self.side = self.B * self.L * self.K          # first of the four side tables
         self.layout = layout
 
     def block(self, rans: Rans, table_ids: list[int]) -> tuple[list[int], int]:
@@ -156,7 +158,7 @@ class RefChunkDecoder:
 
     def gains(self, rans: Rans, ch: int, frames: int) -> tuple[list[list[int]], int]:
         """Step 3: first gain with table B*L, differences with B*L + 1, summed."""
-        first, delta = self.B * self.L, self.B * self.L + 1
+        first, delta = self.side, self.side + 1
         ids = [first if f == 0 else delta for _ in range(ch) for f in range(frames)]
         r, escapes = self.block(rans, ids)
         gains = []
@@ -182,7 +184,7 @@ class RefChunkDecoder:
         for c in range(ch):
             for b in range(self.B):
                 n = sum(coded[c][b])
-                ids += [self.B * self.L + 2] + [self.B * self.L + 3] * (n - 1) if n else []
+                ids += [self.side + 2] + [self.side + 3] * (n - 1) if n else []
         flat, escapes = self.block(rans, ids)
         noise = [[[0] * segments for _ in range(self.B)] for _ in range(ch)]
         at = 0
@@ -199,28 +201,39 @@ class RefChunkDecoder:
             raise Malformed("a noise-fill correction is outside noise_low..noise_high")
         return noise, escapes
 
-    def table_of(self, step: int, g: int, k: int) -> int:
-        """Step 4: t = band(k) * L + l, from integers with floor shifts."""
+    def table_of(self, step: int, g: int, k: int, previous: list[int] | None = None) -> int:
+        """Step 4: t = (band(k) * L + l) * K + context, from integers with floor shifts;
+        the context counts how many of 1, 3, 7, 15 the previous frame's
+        2|q[k]| + |q[k-1]| + |q[k+1]| reaches (at most K - 1; 0 in a first frame)."""
         lay = self.layout
         e = step + ((lay["gamma_eighths"] * 4 * (g - lay["gain_ref"])) >> 3)
         level = min(max((4 * g - e + lay["level_bias"]) >> 2, 0), self.L - 1)
         band = next(b for b in range(self.B) if self.edges[b] <= k < self.edges[b + 1])
-        return band * self.L + level
+        context = 0
+        if previous is not None:
+            m = 2 * abs(previous[k]) + sum(abs(previous[j]) for j in (k - 1, k + 1)
+                                            if 0 <= j < self.C)
+            context = min(sum(m >= t for t in (1, 3, 7, 15)), self.K - 1)
+        return (band * self.L + level) * self.K + context
 
     def coefficients(self, rans: Rans, step: int, split: int, gains: list[list[int]]
                      ) -> tuple[list[list[list[int]]], int]:
-        """Step 4: symbols sorted by (table, flat index (c*C + k)*F + f), one block;
-        frames from the split on use step + 1."""
+        """Step 4: one block per frame, its symbols sorted by (table, c*C + k); frames
+        from the split on use step + 1."""
         ch, frames = len(gains), len(gains[0])
-        tables = [self.table_of(step + (f >= split), gains[c][f], k)
-                  for c in range(ch) for k in range(self.C) for f in range(frames)]
-        order = sorted(range(len(tables)), key=lambda i: (tables[i], i))
-        coded, escapes = self.block(rans, [tables[i] for i in order])
-        flat = [0] * len(tables)
-        for i, v in zip(order, coded):
-            flat[i] = v
-        return [[flat[(c * self.C + k) * frames : (c * self.C + k + 1) * frames]
-                 for k in range(self.C)] for c in range(ch)], escapes
+        out = [[[0] * frames for _ in range(self.C)] for _ in range(ch)]
+        escapes = 0
+        for f in range(frames):
+            prev = [[out[c][k][f - 1] for k in range(self.C)] for c in range(ch)] if f else None
+            tables = [self.table_of(step + (f >= split), gains[c][f], k,
+                                    prev[c] if prev else None)
+                      for c in range(ch) for k in range(self.C)]
+            order = sorted(range(len(tables)), key=lambda i: (tables[i], i))
+            coded, n = self.block(rans, [tables[i] for i in order])
+            escapes += n
+            for i, v in zip(order, coded):
+                out[i // self.C][i % self.C][f] = v
+        return out, escapes
 
     def decode(self, payload: bytes, channels: int, frames: int) -> RefChunk:
         """Steps 1-5 of spec §5.6, then the coder must be empty."""
@@ -320,9 +333,12 @@ def test_the_vectors_exercise_what_spec_9_says() -> None:
         for block in ("gains", "noise", "coefficients"):
             assert sum(c.escapes[block] for c in chunks) > 0, (name, block)
         assert StreamReader(io.BytesIO((VECTORS / name).read_bytes())).seek_index is not None
-    used = {REF.table_of(c.step, g, k) for c in ref for row in c.gains for g in row
-            for k in range(REF.C)}
-    assert used == set(range(REF.B * REF.L))
+    used = {REF.table_of(c.step, g, k) // REF.K for c in ref for row in c.gains
+            for g in row for k in range(REF.C)}
+    assert used == set(range(REF.B * REF.L))                  # every (band, level)
+    contexts = {REF.table_of(c.step, c.gains[0][1], k, [q[0] for q in c.coefficients[0]])
+                % REF.K for c in ref for k in range(REF.C)}
+    assert contexts == set(range(REF.K))                      # and every context class
 
 
 def damaged_payloads(count: int) -> list[tuple[bytes, int, int]]:

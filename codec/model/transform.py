@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from codec.model.mdct import IMDCT, MDCT
-from codec.scales import GAIN_RMS_OFFSET, ScaleLayout, coefficient_tables, step_index, step_size
+from codec.scales import GAIN_RMS_OFFSET, ScaleLayout, band_level_tables, step_index, step_size
 
 NOISE_AMPLITUDE = 3.0 ** 0.5
 """Uniform noise in [-sqrt 3, sqrt 3] has unit RMS."""
@@ -106,7 +106,7 @@ class TransformQuantizer(nn.Module):
         g = gains.cpu().numpy()
         units = (y.float() / frame_steps(gains, step, layout)).cpu().numpy().astype(np.float64)
         zero = (symbols == 0).cpu().numpy()
-        predicted = self._noise_rms(coefficient_tables(layout, g, step)) ** 2
+        predicted = self._noise_rms(band_level_tables(layout, g, step)) ** 2
         measured = _band_segment_sums(np.where(zero, units ** 2, 0.0), layout)
         expected = _band_segment_sums(np.where(zero, predicted, 0.0), layout)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -122,7 +122,7 @@ class TransformQuantizer(nn.Module):
                    noise_corrections: NDArray[np.int64], seed: int,
                    device: torch.device | str = "cpu") -> Tensor:
         """Ints [B, C, F], gains [B, F] -> latent [B, C + 1, F] (see module docstring)."""
-        tables = coefficient_tables(self.layout, gains, step)
+        tables = band_level_tables(self.layout, gains, step)
         rng = np.random.default_rng(seed)
         noise = rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, size=symbols.shape)
         corrections = noise_corrections.astype(np.float64)
