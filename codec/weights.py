@@ -133,8 +133,8 @@ def _validate_transform(config: ModelConfig) -> None:
         raise WeightsError(f"malformed scale layout: {exc}") from exc
     if config.strides != (layout.coefficients,) or config.latent_channels != layout.coefficients:
         raise WeightsError("a transform model's stride and latent_channels are its MDCT bins")
-    if min(config.postfilter_hidden, config.postfilter_layers, config.model_rate) < 1:
-        raise WeightsError("postfilter sizes and model_rate must be positive")
+    if min(config.postfilter_hidden, config.model_rate) < 1 or config.postfilter_layers < 0:
+        raise WeightsError("postfilter sizes must be positive (layers >= 0), model_rate too")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ BAND_EDGES = (0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
 """MDCT bins (37.5 Hz each at 24 kHz): 150 Hz bands to 1.2 kHz, widening to 1.2 kHz."""
 LEVELS, LEVEL_BIAS = 37, 120
 """Level l holds frames whose RMS is about 2**(l/2 - 14) steps: -42 dB to +51 dB."""
+POSTFILTER_LAYERS = 0
+"""Hidden layers of the post-filter: 0 ships a single zero-initialised 1x1 layer (the
+identity), because no trained filter has beaten the identity on held-out audio yet
+(`codec.train.postfilter` trains one with --layers)."""
 CONTEXTS = 5
 """Previous-frame context classes per table: 18 % fewer symbol bits on held-out clips."""
 NOISE_SEGMENT = 8
@@ -61,7 +65,7 @@ def default_config(name: str = "aec-base") -> ModelConfig:
                        rate_points=(RatePoint(0, 2.0, 2.0), RatePoint(1, 64.0, 64.0)),
                        cdf_precision=PRECISION, arch="transform",
                        scale_layout=layout.to_dict(), postfilter_hidden=384,
-                       postfilter_layers=3)
+                       postfilter_layers=POSTFILTER_LAYERS)
 
 
 @dataclass

@@ -7,8 +7,8 @@ noise-fill levels, reconstruction offsets), judged by multi-resolution STFT,
 mel and waveform losses on the decoded audio. Each crop is quantized at a
 random step so that one filter serves every bitrate.
 
-    python -m codec.train.postfilter --init runs/tc0/aec-base --data CORPUS \\
-        --out runs/tc1 --minutes 60
+    python -m codec.train.postfilter --init runs/tc/aec-base --data CORPUS \\
+        --out runs/pf --minutes 60 --layers 3
 
 Resumable: `--out` holds `state.pt` (post-filter, Adam moments, step, RNG
 seed); a SIGTERM/SIGINT or the end of the time budget saves it, and the
@@ -18,6 +18,7 @@ exported model `OUT/aec-base.*` is rewritten at every checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import time
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from codec.model.transform import frame_gains, quantize
 from codec.train.data import CropSampler, scan_clips
 from codec.train.losses import DistortionLoss
-from codec.weights import CodecModel, load_model, save_model
+from codec.weights import CodecModel, build_modules, load_model, model_geometry, save_model
 
 STEP_RANGE = (100, 176)
 """Step indices drawn for training crops: from above 32 kbps down to about 3 kbps."""
@@ -104,8 +105,17 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self.audio_seconds += x.shape[0] * x.shape[-1] / self.model.config.model_rate
-        return {"loss": float(terms.total), "mel": float(terms.mel),
-                "wave_db": 10 * float(terms.wave)}
+        return {"loss": float(terms.total.detach()), "mel": float(terms.mel.detach()),
+                "wave_db": 10 * float(terms.wave.detach())}
+
+
+def with_postfilter(model: CodecModel, layers: int, hidden: int) -> CodecModel:
+    """The model with a fresh (identity) post-filter of another size."""
+    config = dataclasses.replace(model.config, postfilter_layers=layers,
+                                 postfilter_hidden=hidden)
+    _, decoder, _ = build_modules(config)
+    geometry = model_geometry(config, model.encoder, decoder)
+    return dataclasses.replace(model, config=config, decoder=decoder, geometry=geometry)
 
 
 def export(model: CodecModel, stem: Path) -> bytes:
@@ -118,6 +128,8 @@ def run(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     model = load_model(args.init, device="cpu")
+    if args.layers is not None:
+        model = with_postfilter(model, args.layers, args.hidden)
     model.decoder.train()
     trainer = Trainer(model, args.out, args.lr)
     trainer.resume()
@@ -159,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, help="start a fresh post-filter of this depth")
+    parser.add_argument("--hidden", type=int, default=384, help="its width (with --layers)")
     parser.add_argument("--save-every", type=float, default=300.0, help="seconds")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
