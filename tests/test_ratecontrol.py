@@ -66,13 +66,13 @@ def test_a_request_too_low_for_the_input_is_refused(codec: Codec,
 def test_quality_rises_with_rate(codec: Codec, speech: tuple[np.ndarray, int]) -> None:
     """From 6 to 12 to 24 kbps each doubling buys SI-SDR and mel distance.
 
-    Measured with the shipped weights on this clip: SI-SDR 8.9 / 14.2 / 20.4 dB and mel
-    0.353 / 0.285 / 0.206; the bounds sit just under those rises (+4 dB, -15 %)."""
+    Measured with the shipped weights on this clip: SI-SDR 10.2 / 15.4 / 21.9 dB and mel
+    0.332 / 0.262 / 0.187; the bounds sit just under those rises (+4.5 dB, -18 %)."""
     x, rate = speech
     scores = []
     for kbps in (6.0, 12.0, 24.0):
         y, _ = codec.decode(codec.encode(x, rate, kbps=kbps))
         scores.append((metrics.si_sdr_db(x, y[0]), metrics.mel_distance(x, y[0], rate)))
     for (sdr_lo, mel_lo), (sdr_hi, mel_hi) in zip(scores, scores[1:]):
-        assert sdr_hi >= sdr_lo + 4.0
-        assert mel_hi <= 0.85 * mel_lo
+        assert sdr_hi >= sdr_lo + 4.5
+        assert mel_hi <= 0.82 * mel_lo
