@@ -353,10 +353,10 @@ def push_block(coder: Any, symbols: NDArray[np.int64], table_of: NDArray[np.int6
     A stack pops last-in first: push blocks in reverse decoding order.
     """
     index, escaped = _coded_indices(symbols, table_of, tables)
-    widths, pieces, sizes = _escape_pieces(symbols[escaped])
-    if pieces.size:
-        coder.encode_reverse(pieces, constriction.stream.model.Uniform(), sizes)
-    if widths.size:
+    if escaped.any():
+        widths, pieces, sizes = _escape_pieces(symbols[escaped])
+        if pieces.size:
+            coder.encode_reverse(pieces, constriction.stream.model.Uniform(), sizes)
         coder.encode_reverse(widths, constriction.stream.model.Uniform(ESCAPE_WIDTH_SIZE))
     models = tables._models
     for start, stop, t in reversed(_runs(table_of)):
@@ -458,6 +458,8 @@ def block_bits(symbols: NDArray[np.int64], table_of: NDArray[np.int64],
     """Ideal bits of one block (`push_block`'s symbols and tables), escapes included."""
     index, escaped = _coded_indices(symbols, table_of, tables)
     total = float(tables.costs[table_of, index].sum())
+    if not escaped.any():
+        return total
     widths, _, sizes = _escape_pieces(symbols[escaped])
     width_bits = -np.log2(_uniform_probability(widths, ESCAPE_WIDTH_SIZE) / 2.0**24)
     return total + float(width_bits.sum()) + float(np.log2(sizes.astype(np.float64)).sum())

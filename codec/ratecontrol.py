@@ -153,15 +153,25 @@ class _Candidates:
         return lo
 
     def finest_split(self, step: int, target: float) -> int:
-        """The most frames that can take `step` (the rest step + 1) within the target."""
-        lo, hi = 0, self.y.shape[-1]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.estimate(self.symbols(step, split=mid)) <= target:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        """The most frames that can take `step` (the rest step + 1) within the target.
+
+        Bits grow about linearly with the split, so the split is first interpolated
+        between its two ends, then moved frame-group-wise to the exact answer."""
+        frames = self.y.shape[-1]
+        coarse = self.estimate(self.symbols(step, split=0))
+        fine = self.estimate(self.symbols(step, split=frames))
+        if fine <= target:
+            return frames
+        if coarse > target:
+            return 0
+        split = int(frames * (target - coarse) / max(fine - coarse, 1e-9))
+        stride = max(1, frames // 32)
+        while split > 0 and self.estimate(self.symbols(step, split=split)) > target:
+            split = max(0, split - stride)
+        while split + stride <= frames and \
+                self.estimate(self.symbols(step, split=split + stride)) <= target:
+            split += stride
+        return split
 
     def final(self, target: float) -> ChunkSymbols:
         """Price the noise block at a first guess, search the step and the split, then

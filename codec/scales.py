@@ -161,7 +161,7 @@ def context_classes(layout: ScaleLayout, previous: NDArray[np.integer]) -> NDArr
     m = 2 * a
     m[..., 1:] += a[..., :-1]
     m[..., :-1] += a[..., 1:]
-    classes = np.searchsorted(np.asarray(CONTEXT_THRESHOLDS), m, side="right")
+    classes = sum((m >= t).astype(np.int64) for t in CONTEXT_THRESHOLDS)
     return np.minimum(classes, layout.contexts - 1)
 
 
