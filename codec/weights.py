@@ -312,7 +312,10 @@ def save_model(path_stem: str | Path, config: ModelConfig, encoder: Any, decoder
     dec = {DECODER_PREFIX + k: v for k, v in _numpy_state(decoder).items()}
     dec |= {QUANTIZER_PREFIX + k: v for k, v in _numpy_state(quantizer).items()}
     dec |= {TABLE_PREFIX + k: np_array for k, np_array in tables.to_arrays().items()}
-    meta = {"model_name": config.name, "format": "aec-weights-1"}
+    # One metadata key only: safetensors stores metadata as an unordered map, so two
+    # keys could come out in either order and the decoder's SHA-256 (the model
+    # identity) would change from one export of the same weights to the next.
+    meta = {"format": "aec-weights-1"}
     dec_bytes = save(dec, metadata=meta)
     _atomic_write(encoder_path, save(enc, metadata=meta))
     _atomic_write(decoder_path, dec_bytes)

@@ -117,3 +117,11 @@ def test_shipped_model_codes_at_its_ideal_rate(speech: tuple[np.ndarray, int]) -
         coded = 8 * len(encode_chunk(symbols, layout, model.tables))
         ideal = chunk_bits(symbols, layout, model.tables)
         assert abs(coded - ideal) <= 0.01 * ideal + 64, (step, coded, ideal)
+
+def test_exporting_the_same_weights_twice_gives_the_same_identity(tmp_path) -> None:
+    """The decoder file's SHA-256 is the model identity: it may depend on the weights only
+    (safetensors metadata is an unordered map, so it holds one key)."""
+    model = load_model(None)
+    digests = {save_model(tmp_path / f"m{i}" / "aec-base", model.config, model.encoder,
+                          model.decoder, model.quantizer, model.tables) for i in range(3)}
+    assert digests == {model.decoder_sha256}
