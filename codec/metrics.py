@@ -25,6 +25,7 @@ __all__ = [
     "si_sdr_db",
     "mel_distance",
     "bitrate_kbps",
+    "ratio_db",
 ]
 
 #: (n_fft, n_mels) pairs of the multi-scale mel distance; hop = n_fft // 4.
@@ -47,7 +48,7 @@ def _as_pair(reference: NDArray[np.generic], estimate: NDArray[np.generic]
     return np.atleast_2d(ref), np.atleast_2d(est)
 
 
-def _ratio_db(signal_energy: float, noise_energy: float) -> float:
+def ratio_db(signal_energy: float, noise_energy: float) -> float:
     """10 log10(signal / noise) with the limits spelled out: +inf for no noise."""
     if noise_energy == 0.0:
         return math.inf
@@ -64,7 +65,7 @@ def snr_db(reference: NDArray[np.generic], estimate: NDArray[np.generic]) -> flo
     that gets the level wrong is penalised.
     """
     ref, est = _as_pair(reference, estimate)
-    return _ratio_db(float(np.sum(ref * ref)), float(np.sum((ref - est) ** 2)))
+    return ratio_db(float(np.sum(ref * ref)), float(np.sum((ref - est) ** 2)))
 
 
 def si_sdr_db(reference: NDArray[np.generic], estimate: NDArray[np.generic]) -> float:
@@ -81,7 +82,7 @@ def si_sdr_db(reference: NDArray[np.generic], estimate: NDArray[np.generic]) -> 
     alpha = np.divide(dot, ref_energy, out=np.zeros_like(dot), where=ref_energy > 0)
     target = alpha[:, None] * ref
     residual = est - target
-    return _ratio_db(float(np.sum(target * target)), float(np.sum(residual * residual)))
+    return ratio_db(float(np.sum(target * target)), float(np.sum(residual * residual)))
 
 
 def _hz_to_mel(hz: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -12,7 +12,6 @@ order), and the mel distance per block of `MEL_BLOCK_SECONDS`, weighted by lengt
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from codec.api import (
     check_not_input,
     check_output,
 )
-from codec.metrics import mel_distance
+from codec.metrics import mel_distance, ratio_db
 
 __all__ = ["RoundtripReport", "roundtrip", "MEL_BLOCK_SECONDS"]
 
@@ -89,23 +88,14 @@ class _Quality:
     def results(self) -> tuple[float, float, float]:
         """(SNR dB, SI-SDR dB, mel distance), as `codec.metrics` defines them."""
         self._mel_flush()
-        snr = _ratio_db(float(self.ref_energy.sum()), self.error_energy)
+        snr = ratio_db(float(self.ref_energy.sum()), self.error_energy)
         alpha = np.divide(self.dot, self.ref_energy, out=np.zeros_like(self.dot),
                           where=self.ref_energy > 0)
         target = alpha * alpha * self.ref_energy
         residual = np.maximum(self.est_energy - 2 * alpha * self.dot + target, 0.0)
-        si_sdr = _ratio_db(float(target.sum()), float(residual.sum()))
+        si_sdr = ratio_db(float(target.sum()), float(residual.sum()))
         mel = self.mel_total / self.mel_samples if self.mel_samples else 0.0
         return snr, si_sdr, mel
-
-
-def _ratio_db(signal_energy: float, noise_energy: float) -> float:
-    """As `codec.metrics`: +inf for no noise, -inf for no signal."""
-    if noise_energy == 0.0:
-        return math.inf
-    if signal_energy == 0.0:
-        return -math.inf
-    return 10.0 * math.log10(signal_energy / noise_energy)
 
 
 class _CompareSink(AudioSink):
