@@ -86,6 +86,10 @@ class AecRequestPoint:
                      encode_s, decode_s)
 
 
+ANY_RATE_DEFAULTS = (3.0, 6.0, 12.0, 24.0, 32.0)
+"""Requests benched for a model that takes any rate (it has no rate points to list)."""
+
+
 def load_aec_points(weights: Path | None, device: str,
                     requests: Sequence[float] | None = None
                     ) -> list[AecPoint] | list[AecRequestPoint]:
@@ -93,6 +97,8 @@ def load_aec_points(weights: Path | None, device: str,
     from codec.api import Codec
 
     codec = Codec.load(weights, device=device)
+    if not requests and codec.model.is_transform:
+        requests = ANY_RATE_DEFAULTS          # no rate points: bench the usual requests
     if requests:
         return [AecRequestPoint(codec, float(kbps)) for kbps in requests]
     return aec_points_for(codec)
