@@ -636,10 +636,10 @@ class Codec:
         fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
         budget = kbps * 1000.0 * seconds - 8.0 * fixed
         floor = minimum_payload_bits(header.num_chunks, header.num_frames)
-        if budget < floor:
+        if header.num_frames and budget < floor:   # an empty input is an empty stream
             lowest = (floor + 8.0 * fixed) / 1000.0 / max(seconds, 1e-9)
-            raise UsageError(f"--kbps {kbps:g} is too low for {seconds:.2f} s of audio: the "
-                             f"stream needs at least {lowest:.1f} kbps (container included)")
+            raise UsageError(f"--kbps {kbps:g} is too low for {seconds:.3g} s of audio: the "
+                             f"stream needs at least {lowest:.3g} kbps (container included)")
         controller = RateController(self.model.config.layout(), self.model.tables,
                                     self.model.quantizer, budget, header.num_frames,
                                     header.num_chunks)

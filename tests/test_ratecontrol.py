@@ -76,3 +76,10 @@ def test_quality_rises_with_rate(codec: Codec, speech: tuple[np.ndarray, int]) -
     for (sdr_lo, mel_lo), (sdr_hi, mel_hi) in zip(scores, scores[1:]):
         assert sdr_hi >= sdr_lo + 4.5
         assert mel_hi <= 0.82 * mel_lo
+
+
+def test_an_empty_input_is_an_empty_stream(codec: Codec) -> None:
+    """No samples: nothing to spend bits on, so any --kbps gives a valid empty stream."""
+    data = codec.encode(np.zeros(0, np.float32), 24000, kbps=6.0)
+    audio, rate = codec.decode(data)
+    assert audio.shape == (1, 0) and rate == 24000
