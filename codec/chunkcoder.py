@@ -16,7 +16,8 @@ A chunk of the transform coder carries, in decoding order:
    symbol, in that order: a band's first one with the noise-first table, later
    ones as the change from the band's previous one with the noise-delta table.
 
-Every block (the gains, each frame's symbols, the noise levels) ends with their escapes (`entropy.push_block`). Integers only:
+Every block (the gains, each frame's symbols, the noise levels) ends with its
+escapes (`entropy.push_block`). Integers only:
 nothing here is a float, so CPU and GPU machines decode the same symbols.
 """
 

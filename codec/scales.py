@@ -131,7 +131,8 @@ def step_index(layout: ScaleLayout, gains: NDArray[np.integer],
     """[..., F] gains, the chunk's step (or one per frame, [F]) -> [..., F] step index of
     every frame (integer floor shift)."""
     g = np.asarray(gains, dtype=np.int64)
-    return np.asarray(step, dtype=np.int64) + ((layout.gamma_eighths * 4 * (g - layout.gain_ref)) >> 3)
+    follow = (layout.gamma_eighths * 4 * (g - layout.gain_ref)) >> 3
+    return np.asarray(step, dtype=np.int64) + follow
 
 
 def band_levels(layout: ScaleLayout, gains: NDArray[np.integer],

@@ -340,3 +340,45 @@ def test_segment_cpu_dry_run_without_optional_packages(corpus: Path, tmp_path: P
     assert state["state"]["step"] == summary["end_step"]
     assert train(tiny_config(steps=summary["end_step"] + 1), [corpus], tmp_path / "merged",
                  resume=True, progress=False).step == summary["end_step"] + 1
+
+
+def test_postfilter_segment_cpu_dry_run_without_optional_packages(tmp_path: Path) -> None:
+    """The shipped transform coder's accelerator path on CPU: train its post-filter for a
+    few seconds from a packed subset with torch + numpy only, then merge a loadable model."""
+    from codec.api import Codec
+    from codec.train.pack import pack
+
+    longer = tmp_path / "corpus"                      # held-out crops need 1 s clips
+    for kind, package in (("speech", "pkg-a"), ("speech", "klettres-data"),
+                          ("music", "supertux-data")):
+        (longer / "train" / kind / package).mkdir(parents=True)
+        sf.write(longer / "train" / kind / package / "c.wav", _tone(1.5, 330, 1), RATE)
+    pack(longer, tmp_path / "subset", max_mib=2.0, excerpt_seconds=0.4, valid_crops=6)
+    out = tmp_path / "OUT"
+    proc = _run_watched("codec.train.pf_segment", "run", "--crop-seconds", "0.32",
+                        "--subset", str(tmp_path / "subset"),
+                        "--init", str(REPO / "codec" / "pretrained" / "aec-base"),
+                        "--layers", "1", "--hidden", "16", "--batch", "2", "--budget", "25",
+                        "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _optional_imports(proc) == []
+    summary = json.loads((out / "segment.json").read_text())
+    assert summary["steps"] >= 1 and summary["held_out_crops"] == 2
+    assert 0 < summary["held_out_loss_after"] < 10 and 0 < summary["held_out_loss_before"] < 10
+    assert all(f.stat().st_size <= 16 * 2**20 for f in out.iterdir())
+    again = _run_watched("codec.train.pf_segment", "run", "--crop-seconds", "0.32",
+                         "--subset", str(tmp_path / "subset"),
+                         "--resume", str(out / "postfilter.pt"),
+                         "--init", str(REPO / "codec" / "pretrained" / "aec-base"), "--batch", "2",
+                         "--budget", "12", "--device", "cpu", "--out", str(tmp_path / "OUT2"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads((tmp_path / "OUT2" / "segment.json").read_text())
+    assert resumed["step"] == summary["step"] + resumed["steps"] > summary["step"]
+    from codec.train.pf_segment import merge
+
+    merge(out / "postfilter.pt", REPO / "codec" / "pretrained" / "aec-base", tmp_path / "m")
+    codec = Codec.load(tmp_path / "m", device="cpu")
+    assert codec.model.config.postfilter_layers == 1
+    audio = np.sin(np.arange(RATE) / 7.0).astype(np.float32) * 0.3
+    decoded, _ = codec.decode(codec.encode(audio, RATE))
+    assert decoded.shape == (1, RATE) and np.isfinite(decoded).all()

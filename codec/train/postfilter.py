@@ -65,14 +65,15 @@ def decoded(model: CodecModel, latent: torch.Tensor, samples: int) -> torch.Tens
 class Trainer:
     """Adam on the post-filter; state in one small file."""
 
-    def __init__(self, model: CodecModel, out: Path, lr: float) -> None:
-        self.model, self.out = model, out
+    def __init__(self, model: CodecModel, out: Path, lr: float, device: str = "cpu") -> None:
+        self.model, self.out, self.device = model, out, torch.device(device)
+        model.decoder.to(self.device)
         self.params = list(model.decoder.postfilter.parameters())
         for p in self.params:
             p.requires_grad_(True)
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
         self.loss = DistortionLoss(model.config.model_rate, FFT_SIZES, stft_weight=1.0,
-                                   mel_weight=1.0, wave_weight=1.0)
+                                   mel_weight=1.0, wave_weight=1.0).to(self.device)
         self.step = 0
         self.audio_seconds = 0.0
 
@@ -96,7 +97,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
         with torch.no_grad():
-            latent = quantized_latent(self.model, x, rng)
+            latent = quantized_latent(self.model, x, rng).to(self.device)
+        x = x.to(self.device)
         x_hat = decoded(self.model, latent, x.shape[-1])
         terms = self.loss(x, x_hat)
         self.optimizer.zero_grad(set_to_none=True)
