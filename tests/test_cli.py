@@ -20,7 +20,7 @@ import pytest
 import soundfile
 
 from codec import cli
-from conftest import ROOT, SAMPLE, SPEECH, STEREO, make_tiny_model, shipped_weights_present
+from conftest import ROOT, SAMPLE, STEREO, make_tiny_model, shipped_weights_present
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from codec import entropy
 from codec.entropy import CdfTable
 from codec.errors import WeightsError
 from codec.weights import (ModelConfig, RatePoint, build_modules, load_model, model_paths,
