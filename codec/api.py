@@ -13,6 +13,9 @@ plus `encoder_context_frames` on each side, the decoder each chunk's latent plus
 `decoder_context_frames` on each side (geometry from the model), so windowed
 results equal whole-signal inference and chunk seams vanish. Resampling to the
 model rate and back is block-wise and exact too (`audio.StreamResampler`).
+For the transform coder (coder 2) each chunk's payload comes from
+`ratecontrol.RateController`, which spends the whole file's `kbps` budget
+chunk by chunk, and goes back through `chunkcoder.decode_chunk`.
 
 Files are written atomically: a temporary file in the target folder, renamed
 over the target only when everything succeeded; nothing is overwritten unless

@@ -1,4 +1,9 @@
-"""Torch modules of the learned codec: encoder, decoder, rate quantizer, prior, geometry.
+"""Torch modules of the codec's two architectures.
+
+The shipped one is the transform coder (`codec.model.mdct`, `codec.model.transform`):
+MDCT analysis, quantization with integer scales (`codec.scales`), noise filling and
+a post-filter before the inverse MDCT. The first model's autoencoder is below;
+`aec train` still builds and trains it.
 
 Data flow (one audio channel at the model rate)::
 
