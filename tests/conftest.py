@@ -7,9 +7,11 @@ needs them fail, never skip (aec ships its weights; their absence is a bug).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -121,3 +123,13 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def load_make_vectors() -> ModuleType:
+    """spec/make_vectors.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_vectors", Path(__file__).resolve().parents[1] / "spec" / "make_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,10 +7,8 @@ spec §5 (no constriction): the vectors must decode to the same symbols with it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,18 +16,11 @@ from numpy.typing import NDArray
 
 from codec import errors
 from codec.entropy import CdfTable
+from conftest import load_make_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "spec" / "vectors"
 EXPECTED = json.loads((VECTORS / "expected.json").read_text())
-
-
-def load_make_vectors() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "spec/make_vectors.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 MV = load_make_vectors()

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import importlib.util
 import io
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ import pytest
 
 from codec.errors import FormatError
 from codec.format import StreamReader
+from conftest import load_make_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "spec" / "vectors"
@@ -34,14 +33,6 @@ RAW = json.loads((VECTORS / "tables_coder2.json").read_text())
 NAMES = sorted(n for n, e in EXPECTED.items() if e.get("header", {}).get("coder_id") == 2)
 ONE = 1 << 24  # the coder's probability scale (spec §5.3)
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
-def load_make_vectors() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "spec/make_vectors.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 MV = load_make_vectors()
