@@ -34,22 +34,11 @@ class AecPoint:
 
     def run(self, clip: Clip, workdir: Path) -> Coded:
         """Encode and decode the clip's samples in memory; sizes come from the stream bytes."""
-        from codec.format import read_stream
-
-        start = time.perf_counter()
-        data = self.codec.encode(clip.audio[None, :], clip.sample_rate,
-                                 kbps=self.measured_kbps + 1e-6)
-        encode_s = time.perf_counter() - start
-        header, chunks = read_stream(data)
+        header, coded = code_in_memory(self.codec, clip, self.measured_kbps + 1e-6)
         if header.rate_point != self.index:
             raise RuntimeError(f"asked for rate point {self.index}, stream has "
                                f"{header.rate_point}")
-        start = time.perf_counter()
-        audio, sample_rate = self.codec.decode(data)
-        decode_s = time.perf_counter() - start
-        payload_bytes = sum(len(chunk.payload or b"") for chunk in chunks)
-        return Coded(audio.mean(axis=0), int(sample_rate), len(data), payload_bytes,
-                     encode_s, decode_s)
+        return coded
 
 
 @dataclass(frozen=True)
@@ -72,18 +61,23 @@ class AecRequestPoint:
 
     def run(self, clip: Clip, workdir: Path) -> Coded:
         """Encode at the request and decode in memory; sizes come from the stream bytes."""
-        from codec.format import read_stream
+        return code_in_memory(self.codec, clip, self.nominal_kbps)[1]
 
-        start = time.perf_counter()
-        data = self.codec.encode(clip.audio[None, :], clip.sample_rate, kbps=self.nominal_kbps)
-        encode_s = time.perf_counter() - start
-        _, chunks = read_stream(data)
-        start = time.perf_counter()
-        audio, sample_rate = self.codec.decode(data)
-        decode_s = time.perf_counter() - start
-        payload_bytes = sum(len(chunk.payload or b"") for chunk in chunks)
-        return Coded(audio.mean(axis=0), int(sample_rate), len(data), payload_bytes,
-                     encode_s, decode_s)
+
+def code_in_memory(codec: Any, clip: Clip, kbps: float) -> tuple[Any, Coded]:
+    """(stream header, Coded) of one clip through `Codec.encode(kbps=...)` and `decode`."""
+    from codec.format import read_stream
+
+    start = time.perf_counter()
+    data = codec.encode(clip.audio[None, :], clip.sample_rate, kbps=kbps)
+    encode_s = time.perf_counter() - start
+    header, chunks = read_stream(data)
+    start = time.perf_counter()
+    audio, sample_rate = codec.decode(data)
+    decode_s = time.perf_counter() - start
+    payload_bytes = sum(len(chunk.payload or b"") for chunk in chunks)
+    return header, Coded(audio.mean(axis=0), int(sample_rate), len(data), payload_bytes,
+                         encode_s, decode_s)
 
 
 ANY_RATE_DEFAULTS = (3.0, 6.0, 12.0, 24.0, 32.0)
