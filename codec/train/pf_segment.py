@@ -57,19 +57,14 @@ def load_torch_only(init: Path, layers: int | None, hidden: int) -> CodecModel:
 
 def held_out_loss(trainer: Any, subset: PackedSubset) -> float | None:
     """Mean distortion of the packed held-out crops at one fixed step (None: no crops)."""
-    from codec.train.postfilter import decoded
-    from codec.model.transform import frame_gains, quantize
+    from codec.train.postfilter import decoded, latent_at
 
     model, losses = trainer.model, []
     with torch.no_grad():
         for i in range(subset.valid.shape[0]):
             x = torch.from_numpy(subset.valid[i].astype(np.float32) / 32768.0)[None, None]
             y = model.encoder(torch.nn.functional.pad(x, (0, model.geometry.hop_length)))
-            gains = frame_gains(y, model.quantizer.layout)
-            q = quantize(y, gains, HELD_OUT_STEP, model.quantizer.layout)
-            noise = model.quantizer.noise_corrections(y, gains, q, HELD_OUT_STEP)
-            latent = model.quantizer.dequantize(q.numpy(), gains.numpy(), HELD_OUT_STEP, noise,
-                                                seed=i, device=trainer.device)
+            latent = latent_at(model, y, HELD_OUT_STEP, seed=i, device=trainer.device)
             x = x.to(trainer.device)
             losses.append(float(trainer.loss(x, decoded(model, latent, x.shape[-1])).total))
     return float(np.mean(losses)) if losses else None

@@ -42,18 +42,21 @@ FFT_SIZES = (256, 1024, 2048)
 def quantized_latent(model: CodecModel, x: torch.Tensor, rng: np.random.Generator
                      ) -> torch.Tensor:
     """Crops [B, 1, T] -> decoder input [B, C + 1, F] at a random step per crop."""
-    hop = model.geometry.hop_length
-    y = model.encoder(F.pad(x, (0, hop)))
-    latents = []
-    for b in range(y.shape[0]):
-        step = int(rng.integers(*STEP_RANGE))
-        yb = y[b: b + 1]
-        gains = frame_gains(yb, model.quantizer.layout)
-        q = quantize(yb, gains, step, model.quantizer.layout)
-        noise = model.quantizer.noise_corrections(yb, gains, q, step)
-        latents.append(model.quantizer.dequantize(q.numpy(), gains.numpy(), step, noise,
-                                                  seed=int(rng.integers(1 << 31))))
-    return torch.cat(latents)
+    y = model.encoder(F.pad(x, (0, model.geometry.hop_length)))
+    return torch.cat([latent_at(model, y[b: b + 1], int(rng.integers(*STEP_RANGE)),
+                                int(rng.integers(1 << 31))) for b in range(y.shape[0])])
+
+
+def latent_at(model: CodecModel, y: torch.Tensor, step: int, seed: int,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """MDCT coefficients [1, C, F] -> the decoder input after quantizing at `step`, as the
+    decoder would rebuild it (noise filling seeded with `seed`)."""
+    layout = model.quantizer.layout
+    gains = frame_gains(y, layout)
+    q = quantize(y, gains, step, layout)
+    noise = model.quantizer.noise_corrections(y, gains, q, step)
+    return model.quantizer.dequantize(q.numpy(), gains.numpy(), step, noise, seed=seed,
+                                      device=device)
 
 
 def decoded(model: CodecModel, latent: torch.Tensor, samples: int) -> torch.Tensor:
