@@ -38,6 +38,8 @@ def mid_side(y: torch.Tensor) -> torch.Tensor:
     return torch.stack([y[0] + y[1], y[0] - y[1]]) * 0.5 ** 0.5
 
 
+CHUNK_FIXED_BITS = CHUNK_RECORD_BITS + 64 + 8 + 16
+"""Bits every chunk costs whatever its length: record, coder flush, step and split."""
 MIN_FRAME_BITS = 2.0
 """Payload bits a frame needs at least (gains, noise levels, all-zero symbols)."""
 
@@ -45,10 +47,6 @@ MIN_FRAME_BITS = 2.0
 def minimum_payload_bits(chunks: int, frames: int) -> float:
     """Bits below which no step can fit: every chunk's fixed cost, the frames' floor."""
     return chunks * CHUNK_FIXED_BITS + frames * MIN_FRAME_BITS
-
-
-CHUNK_FIXED_BITS = CHUNK_RECORD_BITS + 64 + 8 + 16
-"""Bits every chunk costs whatever its length: record, coder flush, step and split."""
 
 
 @dataclass
@@ -98,16 +96,16 @@ class RateController:
     def _search(self, y: torch.Tensor, target: float) -> ChunkSymbols:
         """The finest step whose bits fit the target (the coarsest if none does)."""
         best = _Candidates(self, y)
-        if y.shape[0] == 2:
-            side = _Candidates(self, mid_side(y), True)
-            step = best.finest(target)
-            if self._bits(side.symbols(step)) < self._bits(best.symbols(step)):
-                best = side
-        return best.final(target)
+        if y.shape[0] != 2:
+            return best.final(target)
+        side = _Candidates(self, mid_side(y), True)
+        step = best.finest(target)                  # left/right's first guess, kept
+        if self._bits(side.symbols(step)) < self._bits(best.symbols(step)):
+            return side.final(target)
+        return best.final(target, guess=step)
 
     def _bits(self, symbols: ChunkSymbols) -> float:
         return chunk_bits(symbols, self.layout, self.tables)
-
 
 
 class _Candidates:
@@ -173,11 +171,13 @@ class _Candidates:
             split += stride
         return split
 
-    def final(self, target: float) -> ChunkSymbols:
-        """Price the noise block at a first guess, search the step and the split, then
-        back off while the exact bits are over the target."""
-        guess = self.symbols(self.finest(target), exact=True)
-        self.noise_bits = noise_bits(guess, self.controller.layout, self.controller.tables)
+    def final(self, target: float, guess: int | None = None) -> ChunkSymbols:
+        """Price the noise block at a first guess of the step (`finest` with the noise
+        unpriced, unless the caller already has it), search the step and the split,
+        then back off while the exact bits are over the target."""
+        first = self.finest(target) if guess is None else guess
+        priced = self.symbols(first, exact=True)
+        self.noise_bits = noise_bits(priced, self.controller.layout, self.controller.tables)
         step, frames = self.finest(target), self.y.shape[-1]
         split = frames
         if step > 0:
