@@ -58,7 +58,7 @@ from codec.errors import (
     UsageError,
     WeightsError,
 )
-from codec.ratecontrol import RateController, minimum_payload_bits
+from codec.ratecontrol import RateController, mid_side, minimum_payload_bits
 from codec.weights import CodecModel, pick_rate_point
 
 __all__ = [
@@ -767,9 +767,8 @@ class Codec:
         latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
                                                  symbols.frame_steps, symbols.noise, chunk.index,
                                                  self.device)
-        if symbols.mid_side:           # the inverse of ratecontrol.mid_side (orthonormal)
-            mid, side = latent[0, :-1].clone(), latent[1, :-1].clone()
-            latent[0, :-1], latent[1, :-1] = (mid + side) * 0.5 ** 0.5, (mid - side) * 0.5 ** 0.5
+        if symbols.mid_side:           # orthonormal mid/side is its own inverse
+            latent[:, :-1] = mid_side(latent[:, :-1])
         return latent
 
     def _encode_report(self, header: format.StreamHeader, size_bytes: int, payload_bytes: int,
