@@ -187,9 +187,7 @@ def frame_tables(layout: ScaleLayout, gains: NDArray[np.integer], step: int,
     """One frame: gains [ch], its step index, the previous frame's symbols [ch, C] (None in
     a chunk's first frame) -> the table of each of its symbols [ch, C]."""
     base = band_level_tables(layout, np.asarray(gains)[:, None], step)[:, :, 0] * layout.contexts
-    if layout.contexts == 1:
-        return base
-    if previous is None:
+    if layout.contexts == 1 or previous is None:
         return base
     return base + context_classes(layout, previous)
 
