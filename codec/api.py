@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -60,6 +60,9 @@ from codec.errors import (
 )
 from codec.ratecontrol import RateController, mid_side, minimum_payload_bits
 from codec.weights import CodecModel, pick_rate_point
+
+if TYPE_CHECKING:
+    from codec.embed import EmbedReport
 
 __all__ = [
     "Codec",
@@ -563,6 +566,28 @@ class Codec:
             finally:
                 sink.close()          # before the temp file closes (or is removed)
         return report
+
+    # ------------------------------------------------------------ the latent as a feature
+
+    @property
+    def embed_rate(self) -> float:
+        """Frames per second of `embed` (model_rate / hop_length: 75.0 for aec-base)."""
+        return self.model_rate / self.model.geometry.hop_length
+
+    def embed(self, audio: Any, sample_rate: int, *, pool: str = "none",
+              feature: str = "logpower") -> NDArray[np.float32]:
+        """The encoder's latent as features: float32 `[frames, dims]` for one channel,
+        `[channels, frames, dims]` for more; pool "mean"/"meanstd" drops the frame axis.
+        Features, framing and pooling are documented in `codec.embed`."""
+        from codec.embed import embed_array
+        return embed_array(self, audio, sample_rate, feature, pool)
+
+    def embed_file(self, src: str | Path, dst: str | Path, *, pool: str = "none",
+                   feature: str = "logpower", overwrite: bool = False) -> EmbedReport:
+        """`embed` of an audio file, streamed into a float32 `.npy` file (atomic write);
+        returns a `codec.embed.EmbedReport`."""
+        from codec.embed import embed_file
+        return embed_file(self, src, dst, feature, pool, overwrite=overwrite)
 
     # ------------------------------------------------------------ file-object cores
 
