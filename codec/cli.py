@@ -4,6 +4,7 @@
     aec decode IN.aec [-o OUT.wav|.flac]         .aec -> audio
     aec info FILE.aec [--json]                   header, sizes and rates
     aec roundtrip IN [--kbps K] [-o dec.wav]     encode + decode + quality report
+    aec embed IN [-o OUT.npy] [--pool mean]      the latent as features (.npy)
     aec train ...                                train a model (codec.train)
 
 '-' reads stdin or writes stdout. This is the only module that prints or exits:
@@ -174,6 +175,25 @@ def _add_roundtrip(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(run=run_roundtrip)
 
 
+def _add_embed(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("embed", help="write the encoder's latent as features (.npy)",
+                       description="Write the encoder's latent of IN as float32 features in "
+                                   "a .npy file (see codec.embed: logpower = dB per MDCT "
+                                   "coefficient, at the model's frame rate).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="audio file, or - for stdin")
+    p.add_argument("-o", "--output", metavar="OUT.npy", help="output (default: IN with .npy)")
+    p.add_argument("--pool", choices=("none", "mean", "meanstd"), default="none",
+                   help="pool over time: none [frames, dims], mean [dims], meanstd [2*dims] "
+                        "(a leading channel axis for multichannel input; default: none)")
+    p.add_argument("--feature", choices=("logpower", "latent"), default="logpower",
+                   help="logpower: 10 log10(y^2 + 1e-10) per coefficient; latent: y itself "
+                        "(default: logpower)")
+    p.add_argument("--json", action="store_true", help="print the header as JSON")
+    _add_common(p)
+    p.set_defaults(run=run_embed)
+
+
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train a model (see aec train --help)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -187,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"aec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_encode, _add_decode, _add_info, _add_roundtrip, _add_train):
+    for add in (_add_encode, _add_decode, _add_info, _add_roundtrip, _add_embed,
+                _add_train):
         add(sub)
     return parser
 
@@ -526,6 +547,29 @@ def _report_roundtrip(args: argparse.Namespace, data: dict[str, Any],
           f"  speed:    encode {_format_speed(data['encode_realtime'])}, "
           f"decode {_format_speed(data['decode_realtime'])} on {data['device']}",
           file=sys.stderr if to_stderr else sys.stdout)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """`aec embed`: the latent of an audio file as a float32 .npy; --json prints its header."""
+    output = args.output or default_output(args.input, ".npy")
+    if output == "-":
+        raise UsageError("embed writes a .npy file; give its path with -o (not -)")
+    _check_paths(args, output)
+    report = _load_codec(args).embed_file(args.input, output, pool=args.pool,
+                                          feature=args.feature, overwrite=args.force)
+    data = {"input": args.input, "output": output, "shape": list(report.shape),
+            "dtype": "float32", "layout": report.layout, "frame_rate": report.frame_rate,
+            "dims": report.dims, "num_frames": report.num_frames, "channels": report.channels,
+            "channel_axis": report.channels > 1, "feature": report.feature,
+            "pool": report.pool, "model": report.model, "sample_rate": report.sample_rate,
+            "duration_s": round(report.duration_s, 6), "seconds": round(report.seconds, 4)}
+    if args.json:
+        _print_json(data)
+    else:
+        _say(args, f"{_label(args.input, True)} -> {output}: {report.layout} = "
+                   f"{tuple(report.shape)} float32, {report.feature}, pool {report.pool}, "
+                   f"{report.frame_rate:g} frames/s")
+    return 0
 
 
 def _db(value: float) -> str:
