@@ -463,6 +463,8 @@ class Codec:
             raise ValueError(f"frames_per_chunk ({frames_per_chunk}) and chunks_per_window "
                              f"({chunks_per_window}) must be >= 1")
         self.window_frames = self.frames_per_chunk * int(per_window)
+        self.weights_path: str | Path | None = None   # where load() found the model
+        self._denoiser: torch.nn.Module | None = None  # read on first denoise=True encode
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", *,
@@ -478,7 +480,9 @@ class Codec:
 
         resolved = resolve_device(device)
         model = load_model(path, device=str(resolved), need_encoder=need_encoder)
-        return cls(model, resolved, frames_per_chunk, chunks_per_window)
+        codec = cls(model, resolved, frames_per_chunk, chunks_per_window)
+        codec.weights_path = path
+        return codec
 
     @property
     def model_rate(self) -> int:
@@ -506,10 +510,14 @@ class Codec:
 
     # ------------------------------------------------------------ bytes API
 
-    def encode(self, audio: Any, sample_rate: int, kbps: float = 6.0) -> bytes:
-        """Encode audio (numpy/torch, `[samples]` or `[channels, samples]`, any rate) to .aec."""
+    def encode(self, audio: Any, sample_rate: int, kbps: float = 6.0, *,
+               denoise: bool = False) -> bytes:
+        """Encode audio (numpy/torch, `[samples]` or `[channels, samples]`, any rate) to .aec.
+
+        `denoise=True` encodes with the denoising encoder (`codec.denoise`); same stream.
+        """
         buffer = io.BytesIO()
-        self.encode_to(buffer, array_source(audio, sample_rate), kbps)
+        self.encode_to(buffer, array_source(audio, sample_rate), kbps, denoise=denoise)
         return buffer.getvalue()
 
     def decode(self, data: bytes, *, ignore_errors: bool = False,
@@ -527,7 +535,7 @@ class Codec:
 
     def encode_file(self, src: str | Path, dst: str | Path, kbps: float = 6.0, *,
                     overwrite: bool = False, progress: ProgressCallback | None = None,
-                    strict: bool = False) -> EncodeReport:
+                    strict: bool = False, denoise: bool = False) -> EncodeReport:
         """Encode an audio file ('-' = stdin) to an .aec file ('-' = stdout), streaming.
 
         A truncated input (a WAV whose header declares more samples than it holds) is
@@ -540,7 +548,7 @@ class Codec:
             info = reader.info
             source = AudioSource(info.sample_rate, info.channels, info.num_samples, reader.blocks)
             with atomic_output(dst, overwrite) as fileobj:
-                report = self.encode_to(fileobj, source, kbps, progress)
+                report = self.encode_to(fileobj, source, kbps, progress, denoise=denoise)
             note = reader.truncation_message()
         return dataclasses.replace(report, warnings=(note,)) if note else report
 
@@ -592,11 +600,17 @@ class Codec:
     # ------------------------------------------------------------ file-object cores
 
     def encode_to(self, fileobj: BinaryIO, source: AudioSource, kbps: float = 6.0,
-                  progress: ProgressCallback | None = None) -> EncodeReport:
-        """Stream-encode a source into fileobj at the rate point for `kbps`."""
+                  progress: ProgressCallback | None = None, *,
+                  denoise: bool = False) -> EncodeReport:
+        """Stream-encode a source into fileobj at the rate point for `kbps`.
+
+        `denoise=True` swaps the MDCT encoder for the denoising one (WeightsError when
+        the weights carry none); everything after it, the stream included, is unchanged.
+        """
         started = time.perf_counter()
         if self.model.encoder is None:
             raise WeightsError("these weights were loaded without the encoder; cannot encode")
+        encoder = self._encoder(denoise)
         if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not (
                 math.isfinite(kbps) and kbps > 0):
             raise AudioError(f"kbps must be a positive number, got {kbps!r}")
@@ -606,7 +620,7 @@ class Codec:
         offset, payload_bytes = fileobj.tell(), 0
         with format.StreamWriter(fileobj, header) as writer:
             for first in range(0, header.num_frames, self.window_frames):
-                for payload in self._encode_window(buffer, header, first, code_chunk):
+                for payload in self._encode_window(buffer, header, first, code_chunk, encoder):
                     writer.write_chunk(payload)
                     payload_bytes += len(payload)
         if progress:
@@ -679,18 +693,36 @@ class Codec:
         rows = np.arange(header.channels * latent) % latent
         return (header.rate_point * latent + rows).astype(np.int32)
 
+    def _encoder(self, denoise: bool) -> torch.nn.Module:
+        """The plain encoder, or the denoising one (loaded on first use, `codec.denoise`)."""
+        if not denoise:
+            return self.model.encoder
+        if self._denoiser is None:
+            from codec.denoise import load_denoiser
+            if not self.model.is_transform:
+                raise WeightsError(f"{self.model_name!r} is not a transform model; "
+                                   "it has no denoising encoder")
+            self._denoiser = load_denoiser(self.weights_path, self.model.decoder_sha256,
+                                           self.device)
+        return self._denoiser
+
     @torch.inference_mode()
     def _encode_window(self, buffer: _ModelRateBuffer, header: format.StreamHeader,
-                       first: int, code_chunk: Callable[[torch.Tensor], bytes]) -> list[bytes]:
-        """Encoder on the window's frames plus context; one entropy-coded payload per chunk."""
-        hop, context = header.hop_length, self.model.geometry.encoder_context_frames
+                       first: int, code_chunk: Callable[[torch.Tensor], bytes],
+                       encoder: torch.nn.Module | None = None) -> list[bytes]:
+        """Encoder on the window's frames plus context; one entropy-coded payload per chunk.
+
+        An encoder with its own `context_frames` (the denoiser) gets that much context.
+        """
+        encoder = encoder if encoder is not None else self.model.encoder
+        hop = header.hop_length
+        context = getattr(encoder, "context_frames", self.model.geometry.encoder_context_frames)
         count = min(self.window_frames, header.num_frames - first)
         start = max(0, first - context)
         stop = min(header.num_frames, first + count + context)
         window = buffer.window(start * hop, stop * hop)
         buffer.drop_before(max(0, first + count - context) * hop)
         x = torch.from_numpy(window).to(self.device).unsqueeze(1)          # [ch, 1, T]
-        encoder = self.model.encoder
         if encoder is None:
             raise WeightsError("these weights were loaded without the encoder; cannot encode")
         y = encoder(x)[:, :, first - start: first - start + count]         # [ch, C, count]

@@ -121,6 +121,9 @@ def _add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                         f"(default: {DEFAULT_KBPS:g})")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 8) on a truncated input instead of warning")
+    p.add_argument("--denoise", action="store_true",
+                   help="encode with the denoising encoder (same stream; exit 7 if the "
+                        "weights carry none)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(p)
     p.set_defaults(run=run_encode)
@@ -370,11 +373,13 @@ def run_encode(args: argparse.Namespace) -> int:
     progress = _progress(args, "encode")
     try:
         report = codec.encode_file(args.input, output, args.kbps, overwrite=args.force,
-                                   progress=progress, strict=args.strict)
+                                   progress=progress, strict=args.strict,
+                                   denoise=args.denoise)
     finally:
         progress.close()
     _warn(args, report.warnings)
-    data = _encode_dict(report) | {"input": args.input, "output": output}
+    data = _encode_dict(report) | {"input": args.input, "output": output,
+                                   "denoise": args.denoise}
     if args.json:
         _print_json(data, to_stderr=output == "-")
     else:

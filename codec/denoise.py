@@ -1,0 +1,196 @@
+"""The denoising encoder: MDCT, then a learned per-bin gain mask, for the same stream.
+
+::
+
+    x [B, 1, T] --MDCT--> y [B, C, F] --features--> log power [B, C, F]
+        --MaskNet (convs over frames, radius R)--> mask [B, C, F] in (0, 1)
+    y * mask --> the plain encoder's coefficients (rate control, tables, stream unchanged)
+
+The shipped encoder is a fixed MDCT, so "a second encoder" is this front end:
+it estimates the clean signal's coefficients from the noisy ones and hands them
+to the unchanged quantizer and entropy coder. Every aec decoder plays the
+result; the stream format does not change.
+
+Weights are one small file next to the base model, ``NAME.denoise.safetensors``,
+with its config and the SHA-256 of the decoder it was trained for in the
+safetensors metadata: loading it against other base weights raises
+WeightsError. `Codec` reads it on the first ``denoise=True`` encode only.
+
+Windowed encoding equals whole-signal encoding when a window carries
+`DenoisingEncoder.context_frames` frames of context each side: the mask net
+reaches `radius` frames, and the MDCT frame at its edge needs one frame more.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from codec.errors import WeightsError
+from codec.model.mdct import MDCT
+from codec.weights import model_paths
+
+DENOISE_SUFFIX = ".denoise.safetensors"
+FORMAT_TAG = "aec-denoise-1"
+#: Log-power features: 10*log10(y^2 + floor) with the floor at -100 dBFS per bin,
+#: then shifted and scaled to about unit range.
+POWER_FLOOR = 1e-10
+FEATURE_OFFSET_DB = 60.0
+FEATURE_SCALE_DB = 20.0
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """Sizes of the mask net, stored as JSON in the weights file's metadata."""
+
+    bins: int = 320
+    hidden: int = 128
+    layers: int = 4
+    kernel: int = 5
+    version: int = 1
+
+    @property
+    def radius(self) -> int:
+        """Frames of features each side one output frame depends on."""
+        return self.layers * (self.kernel // 2)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DenoiseConfig:
+        try:
+            config = cls(**json.loads(text))
+        except (ValueError, TypeError) as exc:
+            raise WeightsError(f"malformed denoiser config: {exc}") from exc
+        if min(config.bins, config.hidden, config.layers, config.kernel) < 1 or \
+                config.kernel % 2 == 0 or config.version != 1:
+            raise WeightsError(f"unsupported denoiser config {config}")
+        return config
+
+
+def log_power_features(y: Tensor) -> Tensor:
+    """Coefficients [B, C, F] -> normalised log power [B, C, F] (level in dB / 20)."""
+    power_db = 10.0 * torch.log10(y.square() + POWER_FLOOR)
+    return (power_db + FEATURE_OFFSET_DB) / FEATURE_SCALE_DB
+
+
+class MaskNet(nn.Module):
+    """log power [B, C, F] -> gain mask [B, C, F] in (0, 1); 'same' convs over frames.
+
+    The last layer's bias starts high, so an untrained net passes nearly everything.
+    """
+
+    def __init__(self, config: DenoiseConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = config.bins
+        for _ in range(config.layers):
+            layers += [nn.Conv1d(width, config.hidden, config.kernel,
+                                 padding=config.kernel // 2), nn.SiLU()]
+            width = config.hidden
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv1d(width, config.bins, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, 4.0)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.sigmoid(self.out(self.body(features)))
+
+
+class DenoisingEncoder(nn.Module):
+    """x [B, 1, T] -> denoised MDCT coefficients [B, C, T / C]: a drop-in encoder."""
+
+    def __init__(self, config: DenoiseConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mdct = MDCT(config.bins)
+        self.mask = MaskNet(config)
+
+    @property
+    def context_frames(self) -> int:
+        """Frames of context each side for windowed == whole (module docstring)."""
+        return self.config.radius + 1
+
+    def denoise(self, y: Tensor) -> Tensor:
+        """Noisy coefficients [B, C, F] -> estimated clean coefficients [B, C, F]."""
+        return y * self.mask(log_power_features(y))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.denoise(self.mdct(x))
+
+
+def denoise_path(weights: str | Path | None) -> Path:
+    """The denoiser file of a base model given as `Codec.load` takes it (None: shipped)."""
+    config_path = model_paths(weights)[0]
+    return config_path.with_name(config_path.name[: -len(".json")] + DENOISE_SUFFIX)
+
+
+def save_denoiser(path: Path, encoder: DenoisingEncoder, decoder_sha256: bytes) -> None:
+    """Write the mask net (float16, to stay small) with config and base identity, atomically.
+
+    The metadata is a single key: safetensors keeps metadata as an unordered map,
+    so one JSON string keeps the file's bytes the same for the same weights.
+    """
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().to(torch.float16).contiguous()
+             for k, v in encoder.mask.state_dict().items()}
+    meta = {"aec": json.dumps({"format": FORMAT_TAG, "config": asdict(encoder.config),
+                               "decoder_sha256": decoder_sha256.hex()}, sort_keys=True)}
+    data = save(state, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _read_meta(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors as numpy, parsed metadata); any problem -> WeightsError."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = json.loads((handle.metadata() or {}).get("aec", "{}"))
+            arrays = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise WeightsError(f"denoiser weights unreadable: {path}: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_TAG:
+        raise WeightsError(f"{path}: not an aec denoiser file (format {FORMAT_TAG!r} expected)")
+    return arrays, meta
+
+
+def load_denoiser(weights: str | Path | None, decoder_sha256: bytes,
+                  device: torch.device | str = "cpu") -> DenoisingEncoder:
+    """The denoising encoder that belongs to a base model, in eval mode.
+
+    WeightsError when the base model has no denoiser file, or when the file was
+    trained for other decoder weights (its stored SHA-256 differs).
+    """
+    path = denoise_path(weights)
+    if not path.is_file():
+        raise WeightsError(f"these weights carry no denoising encoder ({path.name} not found "
+                           f"next to the model); train one with python -m codec.train.denoise")
+    arrays, meta = _read_meta(path)
+    if meta.get("decoder_sha256") != decoder_sha256.hex():
+        raise WeightsError(f"{path.name} was trained for decoder weights sha256 "
+                           f"{meta.get('decoder_sha256')}, but the loaded model has "
+                           f"{decoder_sha256.hex()}; retrain it for this model")
+    encoder = DenoisingEncoder(DenoiseConfig.from_json(json.dumps(meta.get("config", {}))))
+    state = {k: torch.from_numpy(v.astype("float32")) for k, v in arrays.items()}
+    try:
+        encoder.mask.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path.name}: weights do not match its config: {exc}") from exc
+    return encoder.to(device).eval().requires_grad_(False)
+
+
+def parameter_count(encoder: DenoisingEncoder) -> int:
+    """Learned parameters (for the model card)."""
+    return sum(math.prod(p.shape) for p in encoder.mask.parameters())

@@ -1,0 +1,163 @@
+"""Noisy/clean training pairs for the denoising encoder, reproducible from (seed, step).
+
+Clean speech from the train split is mixed with train-split music, sound effects
+or synthetic noise (white, pink, brown, mains hum) at a random SNR in
+[-5, 20] dB; a share of examples stays clean so that clean input is not harmed.
+The SNR is the speech clip's own power (its unpadded samples) over the noise
+power across the segment, the same rule `bench.denoise` mixes with.
+
+Pools of clips are read once (seeded choice); every batch is then a pure
+function of (seed, step), so a resumed run sees the same data as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from numpy.typing import NDArray
+
+from codec.train.split import list_clips
+
+SAMPLE_RATE = 24000
+SNR_RANGE_DB = (-5.0, 20.0)
+#: Share of each noise source per example; "clean" adds nothing.
+SOURCE_WEIGHTS: dict[str, float] = {"clean": 0.12, "music": 0.28, "sfx": 0.2, "synthetic": 0.4}
+SYNTHETIC = ("white", "pink", "brown", "hum")
+#: Mixture RMS drawn in this range (dBFS), so the net sees many levels.
+LEVEL_RANGE_DB = (-42.0, -14.0)
+MUSIC_EXCERPT_S = 8.0
+
+Array = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Clips in memory: clean speech, music excerpts, sound effects (24 kHz mono)."""
+
+    speech: list[Array]
+    music: list[Array]
+    sfx: list[Array]
+
+
+def _read(path: Path, rng: np.random.Generator, max_seconds: float | None = None) -> Array:
+    """A clip as float32 mono; a random excerpt of at most max_seconds."""
+    info = sf.info(str(path))
+    frames = info.frames
+    start = 0
+    if max_seconds is not None and frames > max_seconds * info.samplerate:
+        length = int(max_seconds * info.samplerate)
+        start = int(rng.integers(0, frames - length))
+        frames = length
+    audio, rate = sf.read(str(path), start=start, frames=frames, dtype="float32",
+                          always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: {rate} Hz, the corpus is {SAMPLE_RATE} Hz")
+    return np.ascontiguousarray(audio.mean(axis=1))
+
+
+def _pick(paths: list[Path], count: int, rng: np.random.Generator) -> list[Path]:
+    if not paths:
+        return []
+    index = rng.choice(len(paths), size=min(count, len(paths)), replace=False)
+    return [paths[i] for i in sorted(index)]
+
+
+def load_pools(corpus: str | Path, seed: int, speech: int = 1500, music: int = 160,
+               sfx: int = 500) -> Pools:
+    """Read seeded subsets of the train split (never split=valid)."""
+    rng = np.random.default_rng(seed)
+    kinds = {"speech": speech, "music": music, "sfx": sfx}
+    pools: dict[str, list[Array]] = {}
+    for kind, count in kinds.items():
+        paths = _pick(list_clips(corpus, "train", kind), count, rng)
+        limit = MUSIC_EXCERPT_S if kind == "music" else None
+        clips = [_read(p, rng, limit) for p in paths]
+        pools[kind] = [c for c in clips if np.abs(c).max() > 1e-4]
+    if not pools["speech"]:
+        raise ValueError(f"{corpus}: no train-split speech clips")
+    return Pools(**pools)
+
+
+def _place(clip: Array, length: int, rng: np.random.Generator) -> Array:
+    """A random crop of clip, or clip at a random offset in zeros when it is shorter."""
+    out = np.zeros(length, dtype=np.float32)
+    if len(clip) >= length:
+        start = int(rng.integers(0, len(clip) - length + 1))
+        return clip[start: start + length].copy()
+    start = int(rng.integers(0, length - len(clip) + 1))
+    out[start: start + len(clip)] = clip
+    return out
+
+
+def _tile(clip: Array, length: int, rng: np.random.Generator) -> Array:
+    """clip repeated from a random phase to fill length (music beds)."""
+    reps = -(-length // max(1, len(clip))) + 1
+    long = np.tile(clip, reps)
+    start = int(rng.integers(0, max(1, len(long) - length)))
+    return long[start: start + length].copy()
+
+
+def colored_noise(kind: str, length: int, rng: np.random.Generator) -> Array:
+    """white / pink (1/f) / brown (1/f^2) noise, or mains hum (50 or 60 Hz + harmonics)."""
+    if kind == "hum":
+        t = np.arange(length) / SAMPLE_RATE
+        base = rng.choice([50.0, 60.0]) * rng.uniform(0.99, 1.01)
+        hum = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * base * k * t
+                                                    + rng.uniform(0, 2 * np.pi))
+                  for k in range(1, 12))
+        return (hum + 0.02 * rng.standard_normal(length)).astype(np.float32)
+    white = rng.standard_normal(length)
+    if kind == "white":
+        return white.astype(np.float32)
+    exponent = {"pink": 0.5, "brown": 1.0}[kind]
+    spectrum = np.fft.rfft(white)
+    freqs = np.maximum(np.fft.rfftfreq(length, 1.0 / SAMPLE_RATE), 20.0)
+    return np.fft.irfft(spectrum / freqs ** exponent, n=length).astype(np.float32)
+
+
+def _noise(source: str, pools: Pools, length: int, rng: np.random.Generator) -> Array:
+    if source == "music" and pools.music:
+        return _tile(pools.music[int(rng.integers(len(pools.music)))], length, rng)
+    if source == "sfx" and pools.sfx:
+        count = int(rng.integers(1, 4))
+        return sum((_place(pools.sfx[int(rng.integers(len(pools.sfx)))], length, rng)
+                    for _ in range(count)), np.zeros(length, dtype=np.float32))
+    return colored_noise(SYNTHETIC[int(rng.integers(len(SYNTHETIC)))], length, rng)
+
+
+def mix_at_snr(speech: Array, noise: Array, snr_db: float, speech_power: float) -> Array:
+    """speech + noise scaled so that speech_power / noise power = snr_db."""
+    noise_power = float(np.mean(noise.astype(np.float64) ** 2))
+    if noise_power <= 0.0:
+        return speech.copy()
+    scale = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (speech + scale * noise).astype(np.float32)
+
+
+def example(pools: Pools, length: int, rng: np.random.Generator) -> tuple[Array, Array]:
+    """One (noisy, clean) pair of `length` samples at a random level."""
+    clip = pools.speech[int(rng.integers(len(pools.speech)))]
+    clean = _place(clip, length, rng)
+    sources = list(SOURCE_WEIGHTS)
+    weights = np.array([SOURCE_WEIGHTS[s] for s in sources])
+    source = sources[int(rng.choice(len(sources), p=weights / weights.sum()))]
+    noisy = clean.copy()
+    if source != "clean":
+        # the speech's own power: over the samples it occupies, not the zero padding
+        power = float(np.sum(clean.astype(np.float64) ** 2)) / min(len(clip), length)
+        noisy = mix_at_snr(clean, _noise(source, pools, length, rng),
+                           float(rng.uniform(*SNR_RANGE_DB)), power)
+    rms = float(np.sqrt(np.mean(noisy.astype(np.float64) ** 2))) or 1.0
+    gain = 10.0 ** (rng.uniform(*LEVEL_RANGE_DB) / 20.0) / rms
+    return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
+
+
+def batch(pools: Pools, seed: int, step: int, size: int, length: int) -> tuple[Array, Array]:
+    """(noisy, clean) float32 [size, length]: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    pairs = [example(pools, length, rng) for _ in range(size)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
