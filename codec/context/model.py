@@ -1,0 +1,152 @@
+"""The causal context model: past frames' symbols -> this frame's gain and symbols.
+
+For frame t of a chunk it sees only frames t - HISTORY .. t - 1 of the same chunk
+(zeros before the chunk's start, like the frozen tables' class 0), plus what a
+decoder reads before the frame's coefficients: the step index of every frame and
+the frame's own gain (the coder sends all gains of a chunk first). It outputs
+
+- ``gain_logits`` [B, T, gain_max + 1]: the frame gain, from the past only (with
+  the frame's step): this is what generation samples;
+- ``coef_logits`` [B, T, C, 2A + 2]: each bin's symbol as a categorical over
+  -A..A plus one escape class for |q| > A (then sign and |q| - A cost
+  1 + Elias-gamma bits, counted in `escape_bits`).
+
+Per-bin features of the past (signed and absolute log-magnitudes of the last two
+frames, exponential averages over HISTORY frames) go through convolutions along
+frequency; a frame summary (their mean over bins) carries global state; the
+current frame's table base (band x level, exactly what the frozen tables key on)
+and its gain change are added as embeddings. Small (tens of kB), CPU-friendly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from codec.scales import ScaleLayout, band_levels
+
+HISTORY = 16
+"""Past frames the model reads (its receptive field in time)."""
+EMA_DECAY = 0.75
+"""Decay per frame of the two exponential averages of the past."""
+GAIN_DELTA = 8
+"""Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Shape of the network (stored in the JSON config next to the weights)."""
+
+    bins: int = 320
+    num_bands: int = 22
+    levels: int = 37
+    gain_max: int = 47
+    alphabet: int = 6             # A: classes -A..A plus escape
+    hidden: int = 24
+    num_steps: int = 256
+
+    @property
+    def classes(self) -> int:
+        return 2 * self.alphabet + 2
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def for_layout(cls, layout: ScaleLayout, **kw: int) -> ContextConfig:
+        return cls(bins=layout.coefficients, num_bands=layout.num_bands, levels=layout.levels,
+                   gain_max=layout.gain_max, **kw)
+
+
+def past_features(q: Tensor) -> Tensor:
+    """q [B, T + H, C] symbols (H = HISTORY leading frames of history, zeros before a
+    chunk) -> features [B, 5, T, C] of frames t - H .. t - 1 for each of the last T."""
+    a = torch.log1p(q.abs().float())
+    s = torch.sign(q.float()) * a
+    nz = (q != 0).float()
+    total = q.shape[1]
+    frames = total - HISTORY
+    last = lambda x, k: x[:, HISTORY - k: total - k]     # noqa: E731  frame t - k
+    decay = EMA_DECAY ** torch.arange(1, HISTORY + 1, dtype=torch.float32)
+    kernel = (decay / decay.sum()).flip(0).view(1, 1, HISTORY, 1)
+    ema = lambda x: F.conv2d(x[:, None, :total - 1], kernel)[:, 0]   # noqa: E731
+    feats = [last(s, 1), last(a, 1), last(a, 2), ema(nz)[:, :frames], ema(a)[:, :frames]]
+    return torch.stack(feats, dim=1)
+
+
+class ContextModel(nn.Module):
+    """See the module docstring; `forward` gives (gain_logits, coef_logits)."""
+
+    def __init__(self, config: ContextConfig) -> None:
+        super().__init__()
+        self.config = config
+        h, c = config.hidden, config.bins
+        self.past1 = nn.Conv2d(5, h, (1, 5), padding=(0, 2))
+        self.past2 = nn.Conv2d(h, h, (1, 5), padding=(0, 2))
+        self.summary = nn.Linear(h, h)
+        self.table = nn.Embedding(config.num_bands * config.levels, h)
+        self.delta = nn.Embedding(2 * GAIN_DELTA + 2, h)        # last index: chunk's first frame
+        self.mix = nn.Conv2d(h, h, (1, 3), padding=(0, 1))
+        self.head = nn.Conv2d(h, config.classes, 1)
+        self.gain_prev = nn.Embedding(config.gain_max + 2, h)   # last index: none
+        self.gain_prev2 = nn.Embedding(config.gain_max + 2, h)
+        self.gain_step = nn.Embedding(config.num_steps, h)
+        self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
+                                      nn.Linear(h, config.gain_max + 1))
+        self.register_buffer("band_of_bin", torch.zeros(c, dtype=torch.long), persistent=False)
+
+    def set_layout(self, layout: ScaleLayout) -> None:
+        self.band_of_bin = torch.from_numpy(np.array(layout.band_of_bin())).long()
+        self._layout = layout
+
+    def forward(self, q: Tensor, gains: Tensor, steps: Tensor, levels: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """q [B, T + H, C] (history first), gains and steps [B, T + H] (-1 where no frame
+        precedes in the chunk), levels [B, T] of the last T frames -> logits."""
+        x = F.silu(self.past1(past_features(q)))
+        x = F.silu(self.past2(x))                                   # [B, h, T, C]
+        summary = self.summary(x.mean(dim=3).transpose(1, 2))      # [B, T, h]
+        g_now, g_prev, g_prev2 = (gains[:, HISTORY:], gains[:, HISTORY - 1:-1],
+                                  gains[:, HISTORY - 2:-2])
+        none = self.config.gain_max + 1
+        gain_in = (summary
+                   + self.gain_prev(torch.where(g_prev < 0, none, g_prev))
+                   + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
+                   + self.gain_step(steps[:, HISTORY:].clamp(0, self.config.num_steps - 1)))
+        gain_logits = self.gain_out(gain_in)                        # [B, T, G]
+        delta = (g_now - g_prev).clamp(-GAIN_DELTA, GAIN_DELTA) + GAIN_DELTA
+        delta = torch.where(g_prev < 0, 2 * GAIN_DELTA + 1, delta)
+        table = self.band_of_bin[None, None, :] * self.config.levels + levels[:, :, None]
+        cond = self.table(table).permute(0, 3, 1, 2)                # [B, h, T, C]
+        cond = cond + (self.delta(delta) + summary).transpose(1, 2)[..., None]
+        z = F.silu(self.mix(F.silu(x + cond)))
+        coef_logits = self.head(z).permute(0, 2, 3, 1)              # [B, T, C, K]
+        return gain_logits, coef_logits
+
+
+def frame_levels(layout: ScaleLayout, gains: NDArray[np.integer],
+                 steps: NDArray[np.integer]) -> NDArray[np.int64]:
+    """The frozen tables' level of each frame (0..L-1) from its gain and stream step."""
+    return band_levels(layout, np.maximum(np.asarray(gains), 0), np.asarray(steps))
+
+
+def coef_classes(q: Tensor, alphabet: int) -> Tensor:
+    """Symbols -> class index: q + A for |q| <= A, else the escape class 2A + 1."""
+    return torch.where(q.abs() <= alphabet, q + alphabet, torch.full_like(q, 2 * alphabet + 1))
+
+
+def escape_bits(q: Tensor, alphabet: int) -> Tensor:
+    """Extra bits of an escaped symbol: its sign (1) + Elias-gamma of |q| - A (>= 1)."""
+    n = (q.abs() - alphabet).clamp_min(1).float()
+    gamma = 2.0 * torch.floor(torch.log2(n)) + 1.0
+    return torch.where(q.abs() > alphabet, 1.0 + gamma, torch.zeros_like(gamma))
+
+
+def nats_to_bits(x: Tensor) -> Tensor:
+    return x / math.log(2.0)

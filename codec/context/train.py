@@ -1,0 +1,167 @@
+"""Train the context model on the train split's 6 kbps symbols (resumable, CPU).
+
+    python -m codec.context.train --data /work/corpus --out runs/context \
+        [--cache DIR] [--minutes-per-kind 25] [--steps 6000] [--budget-s 2100] [--export]
+
+Symbols come from `codec.context.symbols` (extracted once, cached as npz under
+--cache). Only split=train is read. The run stops cleanly on SIGINT/SIGTERM or at
+--budget-s (`StopFlag`), writing a checkpoint under --out; running the same
+command again resumes from it exactly. --export writes the shipped pair
+(`codec/pretrained/aec-base.context.*`, tied to the loaded codec's decoder SHA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from codec.context import store
+from codec.context.batches import epoch_order, make_batch, windows
+from codec.context.bits import frame_bits
+from codec.context.model import ContextConfig, ContextModel
+from codec.context.symbols import KBPS, SymbolSet, load_or_extract
+from codec.scales import ScaleLayout
+from codec.train.stopping import StopFlag
+
+DEFAULT_CACHE = "/work/scratch3/context"
+
+
+class Trainer:
+    """Model, Adam and the step -> batch mapping of one run."""
+
+    def __init__(self, symbols: SymbolSet, layout: ScaleLayout, config: ContextConfig,
+                 steps: int, batch: int = 16, length: int = 32, lr: float = 3e-3,
+                 seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.symbols, self.layout, self.steps = symbols, layout, steps
+        self.batch, self.length, self.lr, self.seed = batch, length, lr, seed
+        self.model = ContextModel(config)
+        self.model.set_layout(layout)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.windows = windows(symbols, length)
+        self.step = 0
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _spans(self, step: int) -> np.ndarray:
+        count = len(self.windows)
+        picks = []
+        for i in range(step * self.batch, (step + 1) * self.batch):
+            epoch = i // count
+            if epoch not in self._orders:
+                self._orders = {epoch: epoch_order(count, epoch, self.seed)}
+            picks.append(self._orders[epoch][i % count])
+        return self.windows[np.array(picks)]
+
+    def _lr(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / 100)
+        return self.lr * warm * 0.5 * (1 + math.cos(math.pi * min(step / self.steps, 1.0)))
+
+    def train_step(self) -> dict[str, float]:
+        """One Adam step; returns bits per frame (coefficients, gain)."""
+        self.model.train()
+        batch = make_batch(self.symbols, self.layout, self._spans(self.step), self.length)
+        coef, gain = frame_bits(self.model, batch)
+        frames = batch.mask.sum().clamp_min(1)
+        loss = (coef.sum() + gain.sum()) / frames
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        self.step += 1
+        return {"coef": float(coef.detach().sum() / frames),
+                "gain": float(gain.detach().sum() / frames)}
+
+    def save(self, directory: Path) -> None:
+        store.save_checkpoint(directory, self.model, self.optimizer, {"step": self.step})
+
+    def resume(self, directory: Path) -> bool:
+        if not (directory / "state.json").is_file():
+            return False
+        self.step = int(store.load_checkpoint(directory, self.model, self.optimizer)["step"])
+        return True
+
+
+def run(trainer: Trainer, out: Path, budget_s: float | None, log_every: int = 50,
+        save_every: int = 500) -> StopFlag:
+    """Train until `trainer.steps`, a signal or the budget; checkpoint on the way out."""
+    ckpt = out / "checkpoint"
+    if trainer.resume(ckpt):
+        print(f"resumed at step {trainer.step}", file=sys.stderr, flush=True)
+    running: dict[str, float] = {}
+    with StopFlag(time_budget_s=budget_s) as stop:
+        while trainer.step < trainer.steps:
+            t0 = time.monotonic()
+            got = trainer.train_step()
+            running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in got.items()}
+            if trainer.step % log_every == 0:
+                print(f"step {trainer.step}: bits/frame coef {running['coef']:.2f} "
+                      f"gain {running['gain']:.3f} ({time.monotonic() - t0:.2f} s/step)",
+                      file=sys.stderr, flush=True)
+            if trainer.step % save_every == 0:
+                trainer.save(ckpt)
+            if stop.should_stop(step_s=time.monotonic() - t0):
+                break
+    trainer.save(ckpt)
+    return stop
+
+
+def generation_step(symbols: SymbolSet) -> int:
+    """The median chunk step of the training symbols: a 6 kbps-typical step."""
+    return int(np.median(symbols.chunk_step)) if symbols.num_chunks else 128
+
+
+def export_meta(codec: Any, symbols: SymbolSet, trainer: Trainer) -> dict[str, Any]:
+    return {"decoder_sha256": codec.model.decoder_sha256.hex(), "model_name": codec.model_name,
+            "kbps": KBPS, "generation_step": generation_step(symbols),
+            "train_steps": trainer.step, "train_seconds": float(symbols.clip_seconds.sum()),
+            "split": "train"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m codec.context.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="/work/corpus", help="corpus root (manifest layout)")
+    p.add_argument("--out", type=Path, default=Path("runs/context"))
+    p.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the symbol npz cache")
+    p.add_argument("--minutes-per-kind", type=float, default=25.0)
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--length", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=24)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--export", action="store_true",
+                   help="write codec/pretrained/aec-base.context.{safetensors,json}")
+    p.add_argument("--export-dir", type=Path, default=store.PRETRAINED)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    from codec.api import Codec
+    codec = Codec.load(device="cpu")
+    layout = codec.model.config.layout()
+    symbols = load_or_extract(args.data, args.cache, "train", args.minutes_per_kind, codec)
+    config = ContextConfig.for_layout(layout, hidden=args.hidden)
+    trainer = Trainer(symbols, layout, config, args.steps, args.batch, args.length, args.lr)
+    stop = run(trainer, args.out, args.budget_s)
+    if stop.reason:
+        print(f"stopped: {stop.reason} at step {trainer.step}", file=sys.stderr)
+    if args.export:
+        paths = store.export(trainer.model, export_meta(codec, symbols, trainer), args.export_dir)
+        print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return stop.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
