@@ -615,6 +615,9 @@ class Codec:
                 math.isfinite(kbps) and kbps > 0):
             raise AudioError(f"kbps must be a positive number, got {kbps!r}")
         header = self._make_header(source, kbps)
+        if denoise:        # spec §3.3 tags block: says so without changing the format
+            header = dataclasses.replace(header, metadata=(
+                format.MetadataBlock(format.META_TAGS, b"AEC_DENOISE=1"),))
         code_chunk, controller = self._chunk_coder(header, kbps)
         buffer = _ModelRateBuffer(source, self.model_rate, progress)
         offset, payload_bytes = fileobj.tell(), 0

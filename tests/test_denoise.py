@@ -1,0 +1,171 @@
+"""The denoising encoder (codec/denoise.py, `aec encode --denoise`) and its training.
+
+Mechanics use a seeded, untrained mask net saved next to a copy of the shipped
+base model, so they do not depend on how well the shipped denoiser was trained.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from codec import Codec, chunkcoder, format
+from codec.denoise import (DenoiseConfig, DenoisingEncoder, denoise_path, load_denoiser,
+                           save_denoiser)
+from codec.errors import WeightsError
+from codec.weights import sha256_file
+from conftest import PRETRAINED, ROOT, SAMPLE, SPEECH, read_clip
+
+BASE_FILES = ("aec-base.json", "aec-base.encoder.safetensors", "aec-base.decoder.safetensors")
+
+
+def _copy_base(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in BASE_FILES:
+        os.symlink(PRETRAINED / name, folder / name)
+    return folder
+
+
+def _random_denoiser(seed: int = 0) -> DenoisingEncoder:
+    """An untrained mask net whose mask varies with the input (so context matters)."""
+    torch.manual_seed(seed)
+    encoder = DenoisingEncoder(DenoiseConfig(hidden=16, layers=2))
+    torch.nn.init.normal_(encoder.mask.out.weight, std=0.3)
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    """'with': base + a denoiser for it; 'without': base only; 'other': a denoiser of
+    another base model (wrong decoder SHA-256)."""
+    root = tmp_path_factory.mktemp("denoise")
+    sha = sha256_file(PRETRAINED / "aec-base.decoder.safetensors")
+    folders = {key: _copy_base(root / key) for key in ("with", "without", "other")}
+    save_denoiser(denoise_path(folders["with"]), _random_denoiser(), sha)
+    save_denoiser(denoise_path(folders["other"]), _random_denoiser(), bytes(32))
+    return folders
+
+
+@pytest.fixture(scope="module")
+def noisy() -> tuple[np.ndarray, int]:
+    """4 s of the speech clip plus white noise at about 5 dB SNR."""
+    audio, rate = read_clip(SPEECH)
+    clean = audio[0, : 4 * rate]
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(len(clean)).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2) / 10 ** 0.5)
+    return clean + noise, rate
+
+
+def test_denoised_stream_is_a_plain_stream(folders, noisy) -> None:
+    audio, rate = noisy
+    codec = Codec.load(folders["with"], device="cpu")
+    plain, denoised = codec.encode(audio, rate, 12), codec.encode(audio, rate, 12, denoise=True)
+    assert plain != denoised
+    header = format.StreamReader(io.BytesIO(denoised)).header
+    assert header.model_sha256 == sha256_file(PRETRAINED / "aec-base.decoder.safetensors")
+    assert [b.payload for b in header.metadata] == [b"AEC_DENOISE=1"]   # spec §3.3 tags
+    # every chunk parses and entropy-decodes with the spec's coder-2 reader
+    layout = codec.model.config.layout()
+    chunks = list(format.StreamReader(io.BytesIO(denoised)).chunks())
+    assert sum(c.num_frames for c in chunks) == header.num_frames
+    for chunk in chunks:
+        symbols = chunkcoder.decode_chunk(chunk.payload, layout, codec.model.tables,
+                                          header.channels, chunk.num_frames)
+        assert symbols.coefficients.shape == (1, layout.coefficients, chunk.num_frames)
+    # the plain decoder (no encoder, no denoiser) plays it: same length and rate
+    decoder = Codec.load(folders["without"], device="cpu", need_encoder=False)
+    decoded, decoded_rate = decoder.decode(denoised)
+    assert decoded_rate == rate and decoded.shape == (1, len(audio))
+    assert np.isfinite(decoded).all() and np.abs(decoded).max() > 0.01
+
+
+def test_denoise_refused_without_a_denoiser(folders, noisy, tmp_path) -> None:
+    audio, rate = noisy
+    codec = Codec.load(folders["without"], device="cpu")
+    assert codec.encode(audio, rate, 6)                       # plain encoding still works
+    with pytest.raises(WeightsError, match="no denoising encoder"):
+        codec.encode(audio, rate, 6, denoise=True)
+    with pytest.raises(WeightsError, match="trained for decoder weights"):
+        Codec.load(folders["other"], device="cpu").encode(audio, rate, 6, denoise=True)
+    out = tmp_path / "x.aec"
+    result = subprocess.run([sys.executable, "-m", "codec", "encode", str(SAMPLE), "-o",
+                             str(out), "--denoise", "--weights", str(folders["without"])],
+                            capture_output=True, cwd=ROOT, timeout=120)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 7 and len(lines) == 1, result.stderr.decode()
+    assert lines[0].startswith("aec: error: ") and "denoising encoder" in lines[0]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_denoiser_is_read_on_first_denoise_encode_only(folders, noisy, tmp_path) -> None:
+    audio, rate = noisy
+    broken = _copy_base(tmp_path / "broken")
+    denoise_path(broken).write_bytes(b"not safetensors")
+    codec = Codec.load(broken, device="cpu")                  # the bad file is not read here
+    assert codec._denoiser is None
+    codec.encode(audio, rate, 6)
+    assert codec._denoiser is None
+    with pytest.raises(WeightsError, match="unreadable"):
+        codec.encode(audio, rate, 6, denoise=True)
+    good = Codec.load(folders["with"], device="cpu")
+    good.encode(audio, rate, 6, denoise=True)
+    assert isinstance(good._denoiser, DenoisingEncoder)
+
+
+def test_windowed_denoising_equals_whole(folders, noisy) -> None:
+    audio, rate = noisy
+    base = Codec.load(folders["with"], device="cpu", frames_per_chunk=15)
+    narrow = Codec(base.model, base.device, frames_per_chunk=15, chunks_per_window=1)
+    wide = Codec(base.model, base.device, frames_per_chunk=15, chunks_per_window=1000)
+    for codec in (narrow, wide):
+        codec.weights_path = folders["with"]
+    data = narrow.encode(audio, rate, 12, denoise=True)
+    assert narrow.info(data).num_chunks > 10
+    assert data == wide.encode(audio, rate, 12, denoise=True)
+    # the net's own windows: context_frames each side reproduce whole-signal output
+    encoder = load_denoiser(folders["with"], base.model.decoder_sha256)
+    x = torch.from_numpy(audio[: 320 * 60]).reshape(1, 1, -1)
+    whole = encoder(x)
+    context, first, count = encoder.context_frames, 20, 10
+    window = encoder(x[..., (first - context) * 320: (first + count + context) * 320])
+    torch.testing.assert_close(window[..., context: context + count],
+                               whole[..., first: first + count], atol=1e-6, rtol=1e-5)
+
+
+def _tiny_corpus(root: Path) -> Path:
+    """train/{speech,music,sfx}/pkg/*.wav cut from the test clips (24 kHz mono)."""
+    speech, _ = read_clip(SPEECH)
+    sample, _ = read_clip(SAMPLE)
+    for kind, audio in (("speech", speech[0]), ("music", sample[0]), ("sfx", sample[0])):
+        folder = root / "train" / kind / f"tiny-{kind}"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            soundfile.write(str(folder / f"{i}.wav"), audio[i * 24000: (i + 2) * 24000], 24000)
+    return root
+
+
+def test_training_resumes_exactly_and_exports(tmp_path) -> None:
+    from codec.train import denoise as train
+
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    common = ["--data", str(corpus), "--batch-size", "2", "--hidden", "8", "--log-every", "1",
+              "--speech-clips", "3", "--music-clips", "3", "--sfx-clips", "3"]
+    assert train.main([*common, "--out", str(tmp_path / "a"), "--steps", "2"]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "a"), "--steps", "4"]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--steps", "4"]) == 0
+    sha = sha256_file(PRETRAINED / "aec-base.decoder.safetensors")
+    a, b = (load_denoiser(tmp_path / k / "aec-base", sha) for k in ("a", "b"))
+    for (name, pa), (_, pb) in zip(a.mask.state_dict().items(), b.mask.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.mask.out.weight, torch.zeros_like(a.mask.out.weight))
+    shutil.rmtree(tmp_path / "corpus")
