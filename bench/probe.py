@@ -267,7 +267,8 @@ def run_task(corpus: Path, rows: Sequence[dict[str, str]], task: str,
     results = []
     for name in x_train:
         probe = fit_probe(x_train[name], y_train, len(labels), args.l2)
-        accuracy, macro, recalls = score(y_test, probe.predict(x_test[name]), len(labels))
+        predicted = probe.predict(x_test[name])
+        accuracy, macro, recalls = score(y_test, predicted, len(labels))
         results.append({
             "task": task, "feature": name, "dims": x_train[name].shape[1],
             "classes": " ".join(labels), "train_segments": len(y_train),
@@ -276,6 +277,8 @@ def run_task(corpus: Path, rows: Sequence[dict[str, str]], task: str,
             "per_class_recall": " ".join(f"{label}={r:.3f}" for label, r in zip(labels, recalls)),
             "train_per_class": _counts(y_train, len(labels)),
             "test_per_class": _counts(y_test, len(labels)),
+            "confusion": " / ".join(_counts(predicted[y_test == c], len(labels))
+                                    for c in range(len(labels))),
         })
     return results
 
@@ -294,17 +297,18 @@ def write_results(out: Path, results: list[dict[str, object]], command: str,
         writer.writerows(results)
     lines = ["# Linear probe: the codec's latent as a feature", "",
              f"Command: `{command}` ({seconds:.0f} s). Protocol: `bench/probe.py`'s docstring.",
-             ""]
+             "Confusion: one group per true class (in the order of the classes), counts of "
+             "the predicted classes in the same order.", ""]
     for task in dict.fromkeys(str(r["task"]) for r in results):
         rows = [r for r in results if r["task"] == task]
         lines += [f"## {task}: {rows[0]['classes']}", "",
                   f"train segments per class: {rows[0]['train_per_class']}; "
                   f"valid (test) segments per class: {rows[0]['test_per_class']}", "",
-                  "| feature | dims | accuracy | macro accuracy | per-class recall |",
-                  "|---|---:|---:|---:|---|"]
+                  "| feature | dims | accuracy | macro accuracy | per-class recall | confusion |",
+                  "|---|---:|---:|---:|---|---|"]
         lines += [f"| {r['feature']} | {r['dims']} | {100 * float(str(r['accuracy'])):.1f} % | "
-                  f"{100 * float(str(r['macro_accuracy'])):.1f} % | {r['per_class_recall']} |"
-                  for r in rows]
+                  f"{100 * float(str(r['macro_accuracy'])):.1f} % | {r['per_class_recall']} | "
+                  f"{r['confusion']} |" for r in rows]
         lines.append("")
     (out / "probe.md").write_text("\n".join(lines))
 
