@@ -597,6 +597,19 @@ class Codec:
         from codec.embed import embed_file
         return embed_file(self, src, dst, feature, pool, overwrite=overwrite)
 
+    def generate(self, seconds: float, seed: int = 0, prompt: Any = None,
+                 prompt_rate: int | None = None, temperature: float = 1.0, *,
+                 weights: str | None = None, progress: bool = False
+                 ) -> tuple[NDArray[np.float32], int]:
+        """Sample `seconds` of audio with the context model (`codec.context.generate`):
+        (float32 `[1, samples]`, model rate). With a prompt (any rate; mixed to mono)
+        the output starts with the prompt's 6 kbps decoded audio and continues it.
+        Deterministic for a seed on CPU."""
+        from codec.context.generate import generate_audio
+        audio = generate_audio(self, seconds, seed, prompt, prompt_rate, temperature,
+                               weights, progress)
+        return audio, self.model_rate
+
     # ------------------------------------------------------------ file-object cores
 
     def encode_to(self, fileobj: BinaryIO, source: AudioSource, kbps: float = 6.0,

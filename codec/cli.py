@@ -197,6 +197,27 @@ def _add_embed(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(run=run_embed)
 
 
+def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("generate", help="generate or continue audio with the context model",
+                       description="Sample audio with the context model (codec/context): "
+                                   "unconditionally, or continuing --prompt (the output then "
+                                   "starts with the prompt's 6 kbps decoded audio).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=_ratio, required=True,
+                   help="seconds to generate (after the prompt, if any)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("-o", "--output", metavar="OUT.wav", required=True,
+                   help="output .wav or .flac (- for a wav on stdout)")
+    p.add_argument("--prompt", metavar="IN", default=None, help="audio to continue")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divide the model's logits by this (default: 1.0)")
+    p.add_argument("--context-weights", metavar="PATH", default=None,
+                   help="context model .safetensors (default: the shipped one)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(p)
+    p.set_defaults(run=run_generate)
+
+
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train a model (see aec train --help)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -211,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_encode, _add_decode, _add_info, _add_roundtrip, _add_embed,
-                _add_train):
+                _add_generate, _add_train):
         add(sub)
     return parser
 
@@ -574,6 +595,33 @@ def run_embed(args: argparse.Namespace) -> int:
         _say(args, f"{_label(args.input, True)} -> {output}: {report.layout} = "
                    f"{tuple(report.shape)} float32, {report.feature}, pool {report.pool}, "
                    f"{report.frame_rate:g} frames/s")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """`aec generate`: sample (or continue --prompt) into wav/flac, atomically."""
+    from codec.api import check_not_input, check_output
+    from codec.audio import output_format
+    from codec.context.generate import generate_file
+
+    _refuse_terminal(args.output)
+    output_format(args.output)
+    if args.prompt is not None:
+        if args.prompt != "-" and not os.path.exists(args.prompt):
+            raise InputError(f"{args.prompt}: no such file")
+        check_not_input(args.prompt, args.output)
+    if args.output != "-":
+        check_output(Path(args.output), args.force)
+    codec = _load_codec(args, need_encoder=args.prompt is not None)
+    data = generate_file(codec, args.output, args.seconds, args.seed, args.prompt,
+                         args.temperature, args.force, args.context_weights,
+                         progress=not args.quiet and sys.stderr.isatty())
+    if args.json:
+        _print_json(data, to_stderr=args.output == "-")
+    else:
+        _say(args, f"-> {_label(args.output, False)}: {data['seconds']:g} s at "
+                   f"{data['sample_rate']} Hz (seed {args.seed}, temperature "
+                   f"{args.temperature:g}), {_format_speed(data['realtime'])}")
     return 0
 
 

@@ -99,6 +99,8 @@ class ContextModel(nn.Module):
         self.gain_step = nn.Embedding(config.num_steps, h)
         self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
                                       nn.Linear(h, config.gain_max + 1))
+        with torch.no_grad():                  # start near the truth: most symbols are 0
+            self.head.bias[config.alphabet] += 4.0
         self.register_buffer("band_of_bin", torch.zeros(c, dtype=torch.long), persistent=False)
 
     def set_layout(self, layout: ScaleLayout) -> None:
@@ -109,25 +111,35 @@ class ContextModel(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] (history first), gains and steps [B, T + H] (-1 where no frame
         precedes in the chunk), levels [B, T] of the last T frames -> logits."""
+        x, summary = self.encode_past(q)
+        return (self.gain_logits(summary, gains, steps),
+                self.coef_logits(x, summary, gains, levels))
+
+    def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
         x = F.silu(self.past1(past_features(q)))
-        x = F.silu(self.past2(x))                                   # [B, h, T, C]
-        summary = self.summary(x.mean(dim=3).transpose(1, 2))      # [B, T, h]
-        g_now, g_prev, g_prev2 = (gains[:, HISTORY:], gains[:, HISTORY - 1:-1],
-                                  gains[:, HISTORY - 2:-2])
+        x = F.silu(self.past2(x))
+        return x, self.summary(x.mean(dim=3).transpose(1, 2))
+
+    def gain_logits(self, summary: Tensor, gains: Tensor, steps: Tensor) -> Tensor:
+        """[B, T, gain_max + 1]: each frame's gain from the past gains, its step, the summary."""
         none = self.config.gain_max + 1
-        gain_in = (summary
-                   + self.gain_prev(torch.where(g_prev < 0, none, g_prev))
-                   + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
-                   + self.gain_step(steps[:, HISTORY:].clamp(0, self.config.num_steps - 1)))
-        gain_logits = self.gain_out(gain_in)                        # [B, T, G]
+        g_prev, g_prev2 = gains[:, HISTORY - 1:-1], gains[:, HISTORY - 2:-2]
+        step = steps[:, HISTORY:].clamp(0, self.config.num_steps - 1)
+        return self.gain_out(summary + self.gain_prev(torch.where(g_prev < 0, none, g_prev))
+                             + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
+                             + self.gain_step(step))
+
+    def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor) -> Tensor:
+        """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain."""
+        g_now, g_prev = gains[:, HISTORY:], gains[:, HISTORY - 1:-1]
         delta = (g_now - g_prev).clamp(-GAIN_DELTA, GAIN_DELTA) + GAIN_DELTA
         delta = torch.where(g_prev < 0, 2 * GAIN_DELTA + 1, delta)
         table = self.band_of_bin[None, None, :] * self.config.levels + levels[:, :, None]
         cond = self.table(table).permute(0, 3, 1, 2)                # [B, h, T, C]
         cond = cond + (self.delta(delta) + summary).transpose(1, 2)[..., None]
         z = F.silu(self.mix(F.silu(x + cond)))
-        coef_logits = self.head(z).permute(0, 2, 3, 1)              # [B, T, C, K]
-        return gain_logits, coef_logits
+        return self.head(z).permute(0, 2, 3, 1)
 
 
 def frame_levels(layout: ScaleLayout, gains: NDArray[np.integer],

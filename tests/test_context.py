@@ -1,0 +1,140 @@
+"""The context model (codec/context): bit bookkeeping, exact resume, generation.
+
+Fast and on tiny data: the bundled sample's 6 kbps symbols and a small, untrained
+context model written next to the test (its quality means nothing here; the
+measured figures are in bench/results/context_bits.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec import chunkcoder
+from codec.context import store
+from codec.context.bits import NeuralPrior, TablePrior
+from codec.context.model import ContextConfig, ContextModel
+from codec.context.symbols import from_chunks, stream_symbols
+from codec.context.train import Trainer
+from codec.errors import UsageError, WeightsError
+from tests.conftest import SAMPLE, read_clip
+
+
+@pytest.fixture(scope="module")
+def sample_stream(codec) -> tuple[bytes, np.ndarray]:
+    audio, rate = read_clip(SAMPLE)
+    return codec.encode(audio[:, : 5 * rate], rate, kbps=6.0), audio[:, : 5 * rate]
+
+
+@pytest.fixture(scope="module")
+def chunks(codec, sample_stream):
+    return stream_symbols(codec, sample_stream[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(codec, tmp_path_factory) -> Path:
+    """An untrained small context model tied to the shipped codec."""
+    torch.manual_seed(0)
+    model = ContextModel(ContextConfig.for_layout(codec.model.config.layout(), hidden=4))
+    meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
+    weights, _ = store.export(model, meta, tmp_path_factory.mktemp("ctx"), "tiny")
+    return weights
+
+
+def test_table_prior_bits_match_the_coded_length(codec, chunks) -> None:
+    layout, tables = codec.model.config.layout(), codec.model.tables
+    prior = TablePrior(layout, tables)
+    measured = sum(prior.chunk_bits(c).total for c, _ in chunks)
+    ideal = sum(chunkcoder.chunk_bits(c, layout, tables) for c, _ in chunks)
+    coded = 8 * sum(n for _, n in chunks)
+    assert measured == pytest.approx(ideal, rel=1e-9)
+    assert measured == pytest.approx(coded, rel=0.01)
+
+
+def test_neural_prior_counts_every_frame(codec, chunks, tiny_weights) -> None:
+    """Finite, positive bits; an untrained model costs more than the tables."""
+    model, _ = store.load(codec, tiny_weights)
+    layout, tables = codec.model.config.layout(), codec.model.tables
+    c = chunks[0][0]
+    neural = NeuralPrior(model, layout, tables).chunk_bits(c)
+    table = TablePrior(layout, tables).chunk_bits(c)
+    assert neural.side == table.side
+    assert np.isfinite(neural.coef) and neural.coef > table.coef > 0 and neural.gain > 0
+
+
+def _trainer(codec, chunks) -> Trainer:
+    symbols = from_chunks(chunks, np.zeros(len(chunks), np.int64), np.array(["music"]),
+                          np.array(["sample"]), np.array([5.0]))
+    layout = codec.model.config.layout()
+    return Trainer(symbols, layout, ContextConfig.for_layout(layout, hidden=4), steps=4,
+                   batch=2, length=8)
+
+
+def test_training_resumes_exactly(codec, chunks, tmp_path, one_thread) -> None:
+    straight = _trainer(codec, chunks)
+    for _ in range(4):
+        straight.train_step()
+    first = _trainer(codec, chunks)
+    for _ in range(2):
+        first.train_step()
+    first.save(tmp_path / "ckpt")
+    resumed = _trainer(codec, chunks)
+    assert resumed.resume(tmp_path / "ckpt") and resumed.step == 2
+    for _ in range(2):
+        resumed.train_step()
+    for (name, a), b in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_generation_is_deterministic_for_a_seed(codec, tiny_weights, one_thread) -> None:
+    a, rate = codec.generate(0.3, seed=5, weights=str(tiny_weights))
+    b, _ = codec.generate(0.3, seed=5, weights=str(tiny_weights))
+    c, _ = codec.generate(0.3, seed=6, weights=str(tiny_weights))
+    assert rate == 24000 and a.shape == (1, round(0.3 * rate)) and a.dtype == np.float32
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.all(np.isfinite(a))
+
+
+def test_continuation_starts_with_the_prompt(codec, sample_stream, tiny_weights,
+                                             one_thread) -> None:
+    data, prompt = sample_stream
+    decoded = codec.decode(data)[0][0]
+    out, rate = codec.generate(0.25, seed=1, prompt=prompt, prompt_rate=24000,
+                               weights=str(tiny_weights))
+    assert out.shape == (1, decoded.size + round(0.25 * rate))
+    assert np.array_equal(out[0, : decoded.size], decoded)
+
+
+def test_bad_arguments_and_foreign_weights(codec, tiny_weights, tmp_path) -> None:
+    with pytest.raises(UsageError):
+        codec.generate(1.0, temperature=0.0, weights=str(tiny_weights))
+    with pytest.raises(UsageError):
+        codec.generate(-1.0, weights=str(tiny_weights))
+    config = json.loads(tiny_weights.with_name("tiny.context.json").read_text())
+    config["decoder_sha256"] = "00" * 32
+    other = tmp_path / "other.context.json"
+    other.write_text(json.dumps(config))
+    (tmp_path / "other.context.safetensors").write_bytes(tiny_weights.read_bytes())
+    with pytest.raises(WeightsError, match="retrain"):
+        store.load(codec, tmp_path / "other.context.safetensors")
+
+
+def test_cli_generate_force_and_json(tiny_weights, tmp_path, capsys) -> None:
+    from codec import cli
+    out = tmp_path / "gen.wav"
+    args = ["generate", "--seconds", "0.2", "--seed", "3", "-o", str(out),
+            "--context-weights", str(tiny_weights), "--device", "cpu", "--threads", "1"]
+    assert cli.main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["seconds"] == pytest.approx(0.2) and out.stat().st_size > 44
+    before = out.read_bytes()
+    assert cli.main(args) == 9                          # exists, no -f
+    assert out.read_bytes() == before
+    assert cli.main([*args, "-f", "--temperature", "-1"]) == 2
+    assert cli.main([*args, "-f", "-q"]) == 0 and out.read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp*"))
