@@ -53,12 +53,16 @@ class DenoiseConfig:
     hidden: int = 128
     layers: int = 4
     kernel: int = 5
+    dilations: tuple[int, ...] = ()      # one per layer; () means all 1
     version: int = 1
+
+    def dilation(self, layer: int) -> int:
+        return self.dilations[layer] if self.dilations else 1
 
     @property
     def radius(self) -> int:
         """Frames of features each side one output frame depends on."""
-        return self.layers * (self.kernel // 2)
+        return sum(self.dilation(i) * (self.kernel // 2) for i in range(self.layers))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,11 +70,14 @@ class DenoiseConfig:
     @classmethod
     def from_json(cls, text: str) -> DenoiseConfig:
         try:
-            config = cls(**json.loads(text))
-        except (ValueError, TypeError) as exc:
+            data = json.loads(text)
+            data["dilations"] = tuple(int(d) for d in data.get("dilations", ()))
+            config = cls(**data)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise WeightsError(f"malformed denoiser config: {exc}") from exc
-        if min(config.bins, config.hidden, config.layers, config.kernel) < 1 or \
-                config.kernel % 2 == 0 or config.version != 1:
+        if min(config.bins, config.hidden, config.layers, config.kernel,
+               *config.dilations) < 1 or config.kernel % 2 == 0 or config.version != 1 or \
+                len(config.dilations) not in (0, config.layers):
             raise WeightsError(f"unsupported denoiser config {config}")
         return config
 
@@ -91,9 +98,10 @@ class MaskNet(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         width = config.bins
-        for _ in range(config.layers):
-            layers += [nn.Conv1d(width, config.hidden, config.kernel,
-                                 padding=config.kernel // 2), nn.SiLU()]
+        for i in range(config.layers):
+            dilation = config.dilation(i)
+            layers += [nn.Conv1d(width, config.hidden, config.kernel, dilation=dilation,
+                                 padding=dilation * (config.kernel // 2)), nn.SiLU()]
             width = config.hidden
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv1d(width, config.bins, 1)

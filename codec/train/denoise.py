@@ -67,6 +67,7 @@ class DenoiseTrainConfig:
     speech_clips: int = 1500
     music_clips: int = 160
     sfx_clips: int = 500
+    clean_share: float = 0.12
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -121,7 +122,7 @@ class Trainer:
 
     def step(self) -> Losses:
         noisy, clean = batch(self.pools, self.config.seed, self.step_index,
-                             self.config.batch_size, self.length)
+                             self.config.batch_size, self.length, self.config.clean_share)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step_index)
         mdct = self.encoder.mdct
@@ -186,7 +187,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speech-clips", type=int, default=DenoiseTrainConfig.speech_clips)
     parser.add_argument("--music-clips", type=int, default=DenoiseTrainConfig.music_clips)
     parser.add_argument("--sfx-clips", type=int, default=DenoiseTrainConfig.sfx_clips)
+    parser.add_argument("--clean-share", type=float, default=DenoiseTrainConfig.clean_share,
+                        help="share of examples left clean")
     parser.add_argument("--hidden", type=int, default=DenoiseConfig.hidden)
+    parser.add_argument("--layers", type=int, default=DenoiseConfig.layers)
+    parser.add_argument("--kernel", type=int, default=DenoiseConfig.kernel)
+    parser.add_argument("--dilations", default="",
+                        help="comma-separated, one per layer (default: all 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--log-every", type=int, default=50)
@@ -223,13 +230,16 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint"
     config = DenoiseTrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                 speech_clips=args.speech_clips, music_clips=args.music_clips,
-                                sfx_clips=args.sfx_clips)
+                                sfx_clips=args.sfx_clips, clean_share=args.clean_share)
     if (checkpoint / "state.json").is_file():   # a resume keeps the run's own settings
         saved = json.loads((checkpoint / "state.json").read_text())
         config = DenoiseTrainConfig(**{**saved["train_config"], "steps": args.steps})
-        net_config = DenoiseConfig(**saved["net_config"])
+        net_config = DenoiseConfig(**{**saved["net_config"],
+                                      "dilations": tuple(saved["net_config"]["dilations"])})
     else:
-        net_config = DenoiseConfig(bins=bins, hidden=args.hidden)
+        dilations = tuple(int(d) for d in args.dilations.split(",") if d)
+        net_config = DenoiseConfig(bins=bins, hidden=args.hidden, layers=args.layers,
+                                   kernel=args.kernel, dilations=dilations)
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)

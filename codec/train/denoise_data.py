@@ -138,12 +138,21 @@ def mix_at_snr(speech: Array, noise: Array, snr_db: float, speech_power: float) 
     return (speech + scale * noise).astype(np.float32)
 
 
-def example(pools: Pools, length: int, rng: np.random.Generator) -> tuple[Array, Array]:
-    """One (noisy, clean) pair of `length` samples at a random level."""
+def example(pools: Pools, length: int, rng: np.random.Generator,
+            clean_share: float | None = None) -> tuple[Array, Array]:
+    """One (noisy, clean) pair of `length` samples at a random level.
+
+    `clean_share` overrides SOURCE_WEIGHTS["clean"] (the noise sources keep their ratios).
+    """
     clip = pools.speech[int(rng.integers(len(pools.speech)))]
     clean = _place(clip, length, rng)
     sources = list(SOURCE_WEIGHTS)
     weights = np.array([SOURCE_WEIGHTS[s] for s in sources])
+    if clean_share is not None:
+        clean_at = sources.index("clean")
+        weights[clean_at] = 0.0
+        weights = weights / weights.sum() * (1.0 - clean_share)
+        weights[clean_at] = clean_share
     source = sources[int(rng.choice(len(sources), p=weights / weights.sum()))]
     noisy = clean.copy()
     if source != "clean":
@@ -156,8 +165,9 @@ def example(pools: Pools, length: int, rng: np.random.Generator) -> tuple[Array,
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
 
 
-def batch(pools: Pools, seed: int, step: int, size: int, length: int) -> tuple[Array, Array]:
+def batch(pools: Pools, seed: int, step: int, size: int, length: int,
+          clean_share: float | None = None) -> tuple[Array, Array]:
     """(noisy, clean) float32 [size, length]: a pure function of (seed, step)."""
     rng = np.random.default_rng([seed, step])
-    pairs = [example(pools, length, rng) for _ in range(size)]
+    pairs = [example(pools, length, rng, clean_share) for _ in range(size)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
