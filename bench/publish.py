@@ -5,8 +5,9 @@
     python -m bench.speed --corpus /work/corpus --split valid --out bench/results
     python -m bench.publish --model "what the weights are (steps, data)"
 
-Everything above "## Latest results" in the README is kept; the section is
-rebuilt from summary.md and speed.md, which carry their own command and commit.
+Only the "## Latest results" section of the README is rebuilt (from summary.md
+and speed.md, which carry their own command and commit); everything before it
+and every `## ` section after it is kept as it is.
 """
 
 from __future__ import annotations
@@ -91,10 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--readme", type=Path, default=BENCH / "README.md")
     args = parser.parse_args(argv)
-    readme = args.readme.read_text()
-    head = readme[: readme.index(MARKER)] if MARKER in readme else readme + "\n"
-    args.readme.write_text(head + render(args.model, args.results))
+    args.readme.write_text(replace_section(args.readme.read_text(),
+                                           render(args.model, args.results)))
     return 0
+
+
+def replace_section(readme: str, rendered: str) -> str:
+    """The README with its Latest results section (up to the next `## `) replaced by
+    `rendered`, or `rendered` appended when there is none; other sections untouched."""
+    if MARKER not in readme:
+        return readme.rstrip("\n") + "\n\n" + rendered
+    start = readme.index(MARKER)
+    after = re.search(r"^## ", readme[start + len(MARKER):], re.M)
+    tail = readme[start + len(MARKER) + after.start():] if after else ""
+    return readme[:start] + rendered + ("\n" + tail if tail else "")
 
 
 if __name__ == "__main__":

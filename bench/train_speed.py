@@ -1,9 +1,17 @@
 """Training speed: audio-seconds per wall-second, steps/s and the split by phase.
 
     python -m bench.train_speed --data /data/corpus [--threads 1 2] [--steps 12]
+    python -m bench.train_speed --arch autoencoder --init-from CHECKPOINT ...
+
+`--arch transform` (the default) measures what the shipped transform coder
+trains: its decoder-side post-filter (`codec.train.postfilter`, `--layers` x
+`--hidden`, batch 8 x 1 s crops at a random step each) on top of the shipped
+model's frozen tables; it has no rate phase (the tables fix the rate), and
+building the quantized latent is booked to "forward". `--arch autoencoder`
+measures the earlier autoencoder (what `aec train` trains).
 
 For each thread count (and CUDA when present) a fresh child process builds
-the autoencoder architecture (what `aec train` trains) with the training config
+the architecture with the training config
 of a checkpoint (`--init-from`, weights and optimizer loaded; without one, a
 fresh model with the default config),
 times launch -> first step (interpreter start, imports, corpus scan,
@@ -13,6 +21,10 @@ distortion, backward, optimizer) come from `codec.train.phases.PhaseTimer`
 in the same steps. Without `--data` a synthetic corpus of noise and tones is
 used (its data phase is then not representative). `--packed DIR` reads a
 subset packed by `python -m codec.train.pack` instead of a corpus.
+
+"audio s / CPU s" divides by the process's CPU time instead of the wall clock:
+on a shared machine it is the figure that other jobs disturb least (at one
+thread it equals the wall-clock figure of an idle machine).
 """
 
 from __future__ import annotations
@@ -38,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, help="corpus folder (default: a synthetic one)")
     p.add_argument("--packed", type=Path, help="a packed training subset instead of a corpus")
+    p.add_argument("--arch", choices=["transform", "autoencoder"], default="transform",
+                   help="transform: the shipped model's post-filter training (default); "
+                        "autoencoder: `aec train`'s model")
     p.add_argument("--init-from", type=Path, default=DEFAULT_INIT,
-                   help="checkpoint whose weights and training config to use")
+                   help="autoencoder: checkpoint whose weights and training config to use; "
+                        "transform: model config .json (default: the shipped aec-base)")
+    p.add_argument("--layers", type=int, default=3, help="transform: post-filter depth")
+    p.add_argument("--hidden", type=int, default=384, help="transform: post-filter width")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=12, help="timed steps per setting")
     p.add_argument("--warmup", type=int, default=3)
@@ -52,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_child(spec: dict[str, object]) -> dict[str, object]:
     """Inside a fresh process: build a trainer, time the first step, then timed steps."""
+    if spec.get("arch") == "transform":
+        return run_transform_child(spec)
     import torch
 
     from codec.train.loop import Trainer, setup_distributed
@@ -66,13 +86,62 @@ def run_child(spec: dict[str, object]) -> dict[str, object]:
     timer = PhaseTimer(trainer.dist.device)
     timed = "timer" in inspect.signature(trainer.step).parameters   # older trees: totals only
     steps = int(spec["steps"])  # type: ignore[call-overload]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         trainer.advance(trainer.step(timer) if timed else trainer.step(), 0.0)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     audio = steps * trainer.cfg.batch_size * trainer.crop_samples / trainer.cfg.model.model_rate
     return {"device": spec["device"], "threads": spec["threads"], "bf16": spec["bf16"],
             "steps_per_s": steps / wall, "audio_x_realtime": audio / wall,
+            "audio_per_cpu_s": audio / cpu,
+            "first_step_s": first_step_s,
+            "phases_ms": {k: 1000 * v / steps for k, v in timer.seconds.items()}}
+
+
+def run_transform_child(spec: dict[str, object]) -> dict[str, object]:
+    """The transform coder's post-filter training (codec.train.postfilter), timed the same way."""
+    import numpy as np
+    import torch
+
+    from codec.train.data import CropSampler, scan_clips
+    from codec.train.phases import PhaseTimer
+    from codec.train.postfilter import Trainer, with_postfilter
+    from codec.weights import load_model
+
+    torch.set_num_threads(int(spec["threads"]))  # type: ignore[call-overload]
+    torch.manual_seed(0)
+    model = load_model(str(spec["init"]) if spec.get("init") else None,
+                       device=str(spec["device"]))
+    model = with_postfilter(model, int(spec["layers"]), int(spec["hidden"]))  # type: ignore
+    model.decoder.train()
+    trainer = Trainer(model, Path(str(spec["run"])), 5e-4, str(spec["device"]))
+    rate = model.config.model_rate
+    clips = scan_clips([Path(str(spec["data"]))], "train", rate)
+    sampler = CropSampler(clips, rate, 0, 0, (0.5, 0.3, 0.2), -50.0, 512)
+    batch = 8
+    timer = PhaseTimer(str(spec["device"]))
+
+    def step(i: int, timed: bool) -> None:
+        with timer.phase("data"):
+            x = sampler.batch(i, batch)
+        with torch.autocast(torch.device(str(spec["device"])).type, torch.bfloat16,
+                            enabled=bool(spec["bf16"])):
+            trainer.train_step(x, np.random.default_rng([0, i]), timer)
+        if not timed:
+            timer.reset()
+
+    step(0, False)
+    first_step_s = time.time() - float(spec["launch"])  # type: ignore[arg-type]
+    for i in range(int(spec["warmup"])):  # type: ignore[call-overload]
+        step(1 + i, False)
+    steps = int(spec["steps"])  # type: ignore[call-overload]
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(steps):
+        step(1000 + i, True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"device": spec["device"], "threads": spec["threads"], "bf16": spec["bf16"],
+            "steps_per_s": steps / wall, "audio_x_realtime": steps * batch / wall,
+            "audio_per_cpu_s": steps * batch / cpu,
             "first_step_s": first_step_s,
             "phases_ms": {k: 1000 * v / steps for k, v in timer.seconds.items()}}
 
@@ -121,13 +190,14 @@ def format_table(rows: list[dict[str, object]]) -> str:
     """Markdown: one row per setting, phases in ms per step."""
     from codec.train.phases import PHASES
 
-    head = ("| device | threads | bf16 | audio s / wall s | steps/s | launch -> 1st step s | "
-            + " | ".join(f"{p} ms" for p in PHASES) + " |")
-    lines = [head, "|" + "---|" * (6 + len(PHASES))]
+    head = ("| device | threads | bf16 | audio s / wall s | audio s / CPU s | steps/s | "
+            "launch -> 1st step s | " + " | ".join(f"{p} ms" for p in PHASES) + " |")
+    lines = [head, "|" + "---|" * (7 + len(PHASES))]
     for r in rows:
         ph: dict[str, float] = r["phases_ms"]  # type: ignore[assignment]
         lines.append(f"| {r['device']} | {r['threads']} | {'on' if r['bf16'] else 'off'} | "
-                     f"{r['audio_x_realtime']:.1f} | {r['steps_per_s']:.2f} | "
+                     f"{r['audio_x_realtime']:.1f} | {float(r.get('audio_per_cpu_s', 0)):.1f} | "
+                     f"{r['steps_per_s']:.2f} | "
                      f"{r['first_step_s']:.1f} | "
                      + " | ".join(f"{ph.get(p, 0.0):.0f}" for p in PHASES) + " |")
     return "\n".join(lines)
@@ -158,9 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or _synthetic_corpus(Path(tmp))
+        init = args.init_from if args.arch == "autoencoder" or args.init_from != DEFAULT_INIT \
+            else None
         base = {"data": str(data), "packed": str(args.packed) if args.packed else "",
-                "init": str(args.init_from) if args.init_from.exists() else "",
-                "steps": args.steps, "warmup": args.warmup}
+                "init": str(init) if init is not None and init.exists() else "",
+                "steps": args.steps, "warmup": args.warmup, "arch": args.arch,
+                "layers": args.layers, "hidden": args.hidden}
         rows = []
         for s in settings(args):
             rows.append(measure({**base, **s}))

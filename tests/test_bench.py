@@ -367,3 +367,15 @@ def test_rd_runs_the_reference_coders(input_dir: Path, tmp_path: Path,
                     "--rates", "6,12", "--min-seconds", "0", "--no-perceptual",
                     "--reuse-classic", str(out / "results.csv"), "--recompute", "mdct-nf"]) == 0
     assert len(ran) == 4 and "mdct-nf recomputed" in (again / "summary.md").read_text()
+
+
+def test_publish_replaces_only_the_latest_results_section() -> None:
+    readme = ("# bench\n\nintro\n\n## Latest results\n\nold table\n\n### Speed\n\nold\n\n"
+              "## Training speed\n\nkept words\n\n## Linear probe\n\nkept too\n")
+    rendered = "## Latest results\n\nnew table\n"
+    out = publish.replace_section(readme, rendered)
+    assert out.startswith("# bench\n\nintro\n\n## Latest results\n\nnew table\n")
+    assert "old" not in out
+    assert "## Training speed\n\nkept words\n\n## Linear probe\n\nkept too\n" in out
+    assert publish.replace_section("# bench\n", rendered) == "# bench\n\n" + rendered
+    assert publish.replace_section(out, rendered) == out            # idempotent

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from codec.model.transform import frame_gains, quantize
 from codec.train.data import CropSampler, scan_clips
 from codec.train.losses import DistortionLoss
+from codec.train.phases import NULL_TIMER, NullTimer
 from codec.weights import CodecModel, build_modules, load_model, model_geometry, save_model
 
 STEP_RANGE = (100, 176)
@@ -43,14 +44,16 @@ def quantized_latent(model: CodecModel, x: torch.Tensor, rng: np.random.Generato
                      ) -> torch.Tensor:
     """Crops [B, 1, T] -> decoder input [B, C + 1, F] at a random step per crop."""
     y = model.encoder(F.pad(x, (0, model.geometry.hop_length)))
-    return torch.cat([latent_at(model, y[b: b + 1], int(rng.integers(*STEP_RANGE)),
-                                int(rng.integers(1 << 31))) for b in range(y.shape[0])])
+    steps = rng.integers(*STEP_RANGE, size=(y.shape[0], 1))
+    return latent_at(model, y, steps, int(rng.integers(1 << 31)))
 
 
-def latent_at(model: CodecModel, y: torch.Tensor, step: int, seed: int,
+def latent_at(model: CodecModel, y: torch.Tensor, step: int | np.ndarray, seed: int,
               device: torch.device | str = "cpu") -> torch.Tensor:
-    """MDCT coefficients [1, C, F] -> the decoder input after quantizing at `step`, as the
-    decoder would rebuild it (noise filling seeded with `seed`)."""
+    """MDCT coefficients [B, C, F] -> the decoder input after quantizing at `step` (one
+    for all, or one per item as [B, 1]), as the decoder would rebuild it (noise filling
+    seeded with `seed`). The whole batch at once: numpy work per crop was most of the
+    forward phase (bench.train_speed)."""
     layout = model.quantizer.layout
     gains = frame_gains(y, layout)
     q = quantize(y, gains, step, layout)
@@ -98,16 +101,25 @@ class Trainer:
         tmp.replace(self.out / "state.pt")
         export(self.model, self.out / self.model.config.name)
 
-    def train_step(self, x: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
-        with torch.no_grad():
-            latent = quantized_latent(self.model, x, rng).to(self.device)
-        x = x.to(self.device)
-        x_hat = decoded(self.model, latent, x.shape[-1])
-        terms = self.loss(x, x_hat)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.optimizer.step()
+    def train_step(self, x: torch.Tensor, rng: np.random.Generator,
+                   timer: NullTimer = NULL_TIMER) -> dict[str, float]:
+        """One Adam step on crops x [B, 1, T]; `timer` books the phases (bench.train_speed).
+
+        The transform coder's rate is fixed by its tables, so there is no rate phase:
+        building the quantized latent is booked to "forward" with the post-filter."""
+        with timer.phase("forward"):
+            with torch.no_grad():
+                latent = quantized_latent(self.model, x, rng).to(self.device)
+            x = x.to(self.device)
+            x_hat = decoded(self.model, latent, x.shape[-1])
+        with timer.phase("distortion"):
+            terms = self.loss(x, x_hat)
+        with timer.phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+        with timer.phase("optimizer"):
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.optimizer.step()
         self.step += 1
         self.audio_seconds += x.shape[0] * x.shape[-1] / self.model.config.model_rate
         return {"loss": float(terms.total.detach()), "mel": float(terms.mel.detach()),
