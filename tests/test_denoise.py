@@ -38,7 +38,7 @@ def _copy_base(folder: Path) -> Path:
 def _random_denoiser(seed: int = 0) -> DenoisingEncoder:
     """An untrained mask net whose mask varies with the input (so context matters)."""
     torch.manual_seed(seed)
-    encoder = DenoisingEncoder(DenoiseConfig(hidden=16, layers=2))
+    encoder = DenoisingEncoder(DenoiseConfig(hidden=16, layers=2, kernel=3, dilations=(1, 3)))
     torch.nn.init.normal_(encoder.mask.out.weight, std=0.3)
     return encoder
 
