@@ -115,8 +115,8 @@ def num_embed_frames(codec: Codec, num_samples: int, sample_rate: int) -> int:
     return -(-samples // codec.model.geometry.hop_length)
 
 
-def embed_frames(codec: Codec, source: AudioSource, feature: str = "logpower",
-                 ) -> Iterator[NDArray[np.float32]]:
+def embed_frames(codec: Codec, source: AudioSource,
+                 feature: str = "logpower") -> Iterator[NDArray[np.float32]]:
     """Features of a source, window by window: float32 blocks `[channels, frames, dims]`.
 
     Concatenated along frames they equal whole-signal inference (see module docstring).
