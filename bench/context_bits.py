@@ -9,10 +9,10 @@ in bits per second of audio:
 
 - ``coded``: the shipped coder's actual payload bits (chunk payload bytes x 8);
 - ``tables``: the frozen tables' ideal bits on the same symbols, split into
-  coefficients, gains and side (step, split, noise-fill corrections);
-- ``model``: the context model's cross-entropy on coefficients and gains, plus
-  the same side bits (it does not model them);
-- savings in %: on coefficients + gains, and of the whole payload against ``coded``.
+  coefficients, gains and noise-fill corrections, plus side (step and split);
+- ``model``: the context model's cross-entropy on coefficients and gains, its
+  noise-fill model's on the corrections, plus the same side bits;
+- savings in %: per part, and of the whole payload against ``coded``.
 
 Writes ``context_bits.md`` and ``context_bits.csv`` under --out.
 """
@@ -33,17 +33,18 @@ from codec.context import store
 from codec.context.bits import NeuralPrior, Prior, TablePrior
 from codec.context.symbols import SymbolSet, load_or_extract
 
-FIELDS = ("kind", "seconds", "coded_bps", "table_coef_bps", "table_gain_bps", "side_bps",
-          "model_coef_bps", "model_gain_bps", "saving_coef_gain_pct", "saving_total_pct")
+FIELDS = ("kind", "seconds", "coded_bps", "table_coef_bps", "table_gain_bps",
+          "table_noise_bps", "side_bps", "model_coef_bps", "model_gain_bps", "model_noise_bps",
+          "saving_coef_gain_pct", "saving_noise_pct", "saving_total_pct")
 
 
 def measure(prior: Prior, symbols: SymbolSet) -> np.ndarray:
-    """[M, 3] bits (coef, gain, side) of every chunk."""
+    """[M, 4] bits (coef, gain, noise, side) of every chunk."""
     rows = []
     for i in range(symbols.num_chunks):
         b = prior.chunk_bits(symbols.chunk(i))
-        rows.append((b.coef, b.gain, b.side))
-    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+        rows.append((b.coef, b.gain, b.noise, b.side))
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
 def summarize(symbols: SymbolSet, table: np.ndarray, model: np.ndarray) -> list[dict]:
@@ -56,33 +57,37 @@ def summarize(symbols: SymbolSet, table: np.ndarray, model: np.ndarray) -> list[
         seconds = float(symbols.clip_seconds[clips].sum())
         t, m = table[pick].sum(0) / seconds, model[pick].sum(0) / seconds
         coded = float(symbols.chunk_bytes[pick].sum()) * 8 / seconds
-        model_total = m[0] + m[1] + t[2]
         rows.append({
             "kind": kind, "seconds": round(seconds, 1), "coded_bps": round(coded, 1),
             "table_coef_bps": round(t[0], 1), "table_gain_bps": round(t[1], 1),
-            "side_bps": round(t[2], 1), "model_coef_bps": round(m[0], 1),
-            "model_gain_bps": round(m[1], 1),
+            "table_noise_bps": round(t[2], 1), "side_bps": round(t[3], 1),
+            "model_coef_bps": round(m[0], 1), "model_gain_bps": round(m[1], 1),
+            "model_noise_bps": round(m[2], 1),
             "saving_coef_gain_pct": round(100 * (1 - (m[0] + m[1]) / (t[0] + t[1])), 2),
-            "saving_total_pct": round(100 * (1 - model_total / coded), 2)})
+            "saving_noise_pct": round(100 * (1 - m[2] / max(t[2], 1e-9)), 2),
+            "saving_total_pct": round(100 * (1 - m.sum() / coded), 2)})
     return rows
 
 
 def render(rows: list[dict], command: str, weights: str) -> str:
-    head = ("| kind | seconds | coded bit/s | tables: coef | tables: gain | side (both) | "
-            "model: coef | model: gain | saving coef+gain | saving vs coded |")
+    head = ("| kind | seconds | coded bit/s | tables: coef / gain / noise | side (both) | "
+            "model: coef / gain / noise | saving coef+gain | saving noise | "
+            "**saving vs coded** |")
     lines = ["# Context model: bits saved over the frozen tables (6 kbps symbols)", "",
              f"Command: `{command}`  ", f"Context model: `{weights}`", "",
              "Held-out split (`split=valid`), rate-control setting `kbps=6.0`; bits per "
              "second of audio. *coded* = actual payload bits of the shipped coder; "
              "*tables* = the frozen tables' ideal bits (with their previous-frame context); "
-             "*side* = step, split and noise-fill corrections, counted the same for both "
-             "(the model does not predict them). *saving vs coded* = 1 - (model coef + "
-             "model gain + side) / coded.", "", head, "|" + "---|" * 10]
+             "*noise* = the noise-fill corrections (the model's separate noise-fill model "
+             "when it has one); *side* = step and split, uniform, counted the same for both. "
+             "*saving vs coded* = 1 - (model coef + gain + noise + side) / coded.", "",
+             head, "|" + "---|" * 9]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['seconds']} | {r['coded_bps']} | "
-                     f"{r['table_coef_bps']} | {r['table_gain_bps']} | {r['side_bps']} | "
-                     f"{r['model_coef_bps']} | {r['model_gain_bps']} | "
-                     f"{r['saving_coef_gain_pct']} % | {r['saving_total_pct']} % |")
+                     f"{r['table_coef_bps']} / {r['table_gain_bps']} / {r['table_noise_bps']} | "
+                     f"{r['side_bps']} | {r['model_coef_bps']} / {r['model_gain_bps']} / "
+                     f"{r['model_noise_bps']} | {r['saving_coef_gain_pct']} % | "
+                     f"{r['saving_noise_pct']} % | **{r['saving_total_pct']} %** |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     symbols = load_or_extract(args.corpus, args.cache, "valid", args.minutes_per_kind, codec)
     t0 = time.perf_counter()
     table = measure(TablePrior(layout, tables), symbols)
-    neural = measure(NeuralPrior(model, layout, tables), symbols)
+    neural = measure(NeuralPrior(model, layout, tables, model.noise), symbols)
     print(f"measured {symbols.num_chunks} chunks in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
     rows = summarize(symbols, table, neural)

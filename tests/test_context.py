@@ -18,9 +18,11 @@ from codec import chunkcoder
 from codec.context import store
 from codec.context.bits import NeuralPrior, TablePrior
 from codec.context.model import ContextConfig, ContextModel
+from codec.context.noise import NoiseConfig, NoiseModel, noise_features
 from codec.context.symbols import from_chunks, stream_symbols
 from codec.context.train import Trainer
 from codec.errors import UsageError, WeightsError
+from codec.scales import zero_segments
 from tests.conftest import SAMPLE, read_clip
 
 
@@ -64,6 +66,22 @@ def test_neural_prior_counts_every_frame(codec, chunks, tiny_weights) -> None:
     table = TablePrior(layout, tables).chunk_bits(c)
     assert neural.side == table.side
     assert np.isfinite(neural.coef) and neural.coef > table.coef > 0 and neural.gain > 0
+
+
+def test_noise_features_cover_every_coded_correction(codec, chunks) -> None:
+    """One feature row per correction the coder sends, in its order, with its value."""
+    layout = codec.model.config.layout()
+    for c, _ in chunks:
+        feats, targets = noise_features(c, layout)
+        residual, _ = chunkcoder.noise_symbols(layout, c.noise, c.coefficients)
+        assert len(feats) == len(targets) == len(residual)
+        values = targets + layout.noise_low
+        mask = zero_segments(layout, c.coefficients)[0]
+        assert np.array_equal(values, c.noise[0][mask])
+    model = NoiseModel(NoiseConfig.for_layout(layout))
+    prior = NeuralPrior(ContextModel(ContextConfig.for_layout(layout, hidden=4)), layout,
+                        codec.model.tables, model)
+    assert 0 < prior.noise_bits(chunks[0][0]) < np.inf
 
 
 def _trainer(codec, chunks) -> Trainer:

@@ -3,9 +3,9 @@
 Both priors have one interface, `chunk_bits(chunk) -> ChunkBits`, so the bench
 measures either with the same bookkeeping, and the tables' figure can be checked
 against the real payload length (tests/test_context.py). What neither prior
-models is counted the same for both (`side_bits`): the chunk's step and split
-(uniform, as the coder sends them) and the noise-fill corrections (the frozen
-tables' cost).
+models is counted the same for both (`ChunkBits.side`): the chunk's step and split
+(uniform, as the coder sends them), and whatever else the coder sends. The noise-fill corrections cost what the
+frozen tables say, or what `codec.context.noise`'s model says when one is given.
 """
 
 from __future__ import annotations
@@ -23,32 +23,40 @@ from codec.chunkcoder import ChunkSymbols
 from codec.context.batches import Batch
 from codec.context.model import ContextModel, coef_classes, escape_bits, frame_levels, nats_to_bits
 from codec.context.model import HISTORY
-from codec.scales import NUM_STEPS, ScaleLayout, coefficient_tables
+from codec.context.noise import NoiseModel, noise_features
+from codec.scales import ScaleLayout, coefficient_tables
 
 
 @dataclass(frozen=True)
 class ChunkBits:
-    """Ideal bits of one chunk: the coefficients, the gains, and the rest (side)."""
+    """Ideal bits of one chunk: coefficients, gains, noise-fill corrections, and the
+    rest (side: step, split, mid/side flag; uniform, the same for every prior)."""
 
     coef: float
     gain: float
+    noise: float
     side: float
 
     @property
     def total(self) -> float:
-        return self.coef + self.gain + self.side
+        return self.coef + self.gain + self.noise + self.side
 
 
 class Prior(Protocol):
     def chunk_bits(self, chunk: ChunkSymbols) -> ChunkBits: ...
 
 
-def side_bits(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
-    """Step + split (uniform) and the noise block (frozen tables): the same for every prior."""
-    frames = chunk.gains.shape[1]
-    ms = 1.0 if chunk.gains.shape[0] == 2 else 0.0
-    return (np.log2(NUM_STEPS) + np.log2(frames + 1) + ms
-            + chunkcoder.noise_bits(chunk, layout, tables))
+def table_parts(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable
+                ) -> ChunkBits:
+    """The frozen tables' bits of a chunk, by part; `side` is everything else the coder
+    sends (step, split, mid/side flag, and any side information a newer layout adds)."""
+    q = chunk.coefficients.astype(np.int64)
+    table_of = coefficient_tables(layout, chunk.gains, chunk.frame_steps, q)
+    coef = entropy.block_bits(q.reshape(-1), table_of.reshape(-1), tables)
+    gain = entropy.block_bits(*chunkcoder._gain_residuals(layout, chunk.gains), tables)
+    noise = entropy.block_bits(*chunkcoder.noise_symbols(layout, chunk.noise, q), tables)
+    side = chunkcoder.chunk_bits(chunk, layout, tables) - coef - gain - noise
+    return ChunkBits(coef, gain, noise, side)
 
 
 class TablePrior:
@@ -58,12 +66,7 @@ class TablePrior:
         self.layout, self.tables = layout, tables
 
     def chunk_bits(self, chunk: ChunkSymbols) -> ChunkBits:
-        q = chunk.coefficients.astype(np.int64)
-        table_of = coefficient_tables(self.layout, chunk.gains, chunk.frame_steps, q)
-        coef = entropy.block_bits(q.reshape(-1), table_of.reshape(-1), self.tables)
-        gain = entropy.block_bits(*chunkcoder._gain_residuals(self.layout, chunk.gains),
-                                  self.tables)
-        return ChunkBits(coef, gain, side_bits(chunk, self.layout, self.tables))
+        return table_parts(chunk, self.layout, self.tables)
 
 
 def frame_bits(model: ContextModel, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -95,11 +98,22 @@ def chunk_batch(chunk: ChunkSymbols, layout: ScaleLayout) -> Batch:
 
 
 class NeuralPrior:
-    """The context model; each channel of a chunk is measured on its own."""
+    """The context model; each channel of a chunk is measured on its own. Without a
+    noise model the noise-fill corrections cost what the frozen tables say."""
 
     def __init__(self, model: ContextModel, layout: ScaleLayout,
-                 tables: entropy.CdfTable) -> None:
+                 tables: entropy.CdfTable, noise: NoiseModel | None = None) -> None:
         self.model, self.layout, self.tables = model.eval(), layout, tables
+        self.noise = noise.eval() if noise is not None else None
+
+    @torch.inference_mode()
+    def noise_bits(self, chunk: ChunkSymbols) -> float:
+        if self.noise is None or chunk.gains.shape[0] != 1:
+            return chunkcoder.noise_bits(chunk, self.layout, self.tables)
+        feats, targets = noise_features(chunk, self.layout)
+        if not len(targets):
+            return 0.0
+        return float(self.noise.bits(torch.from_numpy(feats), torch.from_numpy(targets)).sum())
 
     @torch.inference_mode()
     def chunk_bits(self, chunk: ChunkSymbols) -> ChunkBits:
@@ -110,4 +124,5 @@ class NeuralPrior:
                                 chunk.split)
             c, g = frame_bits(self.model, chunk_batch(mono, self.layout))
             coef, gain = coef + float(c.sum()), gain + float(g.sum())
-        return ChunkBits(coef, gain, side_bits(chunk, self.layout, self.tables))
+        side = table_parts(chunk, self.layout, self.tables).side
+        return ChunkBits(coef, gain, self.noise_bits(chunk), side)

@@ -52,12 +52,19 @@ def prompt_context(codec: Any, audio: NDArray[np.float32]) -> Context:
     q = np.concatenate([c.coefficients[0].T for c, _ in chunks])
     gains = np.concatenate([c.gains[0] for c, _ in chunks])
     steps = np.concatenate([c.frame_steps for c, _ in chunks])
-    latent = torch.cat([quantizer.dequantize(c.coefficients, c.gains, c.frame_steps, c.noise, i)
+    latent = torch.cat([quantizer.dequantize(c.coefficients, c.gains, c.frame_steps, c.noise, i,
+                                             *_envelope_arg(c))
                         for i, (c, _) in enumerate(chunks)], dim=2)
     hop = codec.model.geometry.hop_length
     keep = (len(decoded) - 1) // hop + 2 if len(decoded) else 0
     return Context(q[:keep].astype(np.int64), gains[:keep].astype(np.int64),
                    steps[:keep].astype(np.int64), latent[:, :, :keep], decoded)
+
+
+def _envelope_arg(chunk: Any) -> tuple[Any, ...]:
+    """(device, envelope) for codecs whose chunks carry a noise-fill envelope, else ()."""
+    envelope = getattr(chunk, "envelope", None)
+    return () if envelope is None else ("cpu", envelope)
 
 
 def _sample(logits: Tensor, temperature: float, generator: torch.Generator) -> Tensor:

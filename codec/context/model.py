@@ -99,6 +99,7 @@ class ContextModel(nn.Module):
         self.gain_step = nn.Embedding(config.num_steps, h)
         self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
                                       nn.Linear(h, config.gain_max + 1))
+        self.noise: nn.Module | None = None    # a `codec.context.noise.NoiseModel`, optional
         with torch.no_grad():                  # start near the truth: most symbols are 0
             self.head.bias[config.alphabet] += 4.0
         self.register_buffer("band_of_bin", torch.zeros(c, dtype=torch.long), persistent=False)

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec.context.model import ContextConfig, ContextModel
+from codec.context.noise import NoiseConfig, NoiseModel
 from codec.errors import WeightsError
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
@@ -36,6 +37,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -69,17 +71,22 @@ def load_checkpoint(directory: Path, model: ContextModel,
 
 def export(model: ContextModel, meta: dict[str, Any], out_dir: Path,
            name: str = DEFAULT_NAME) -> tuple[Path, Path]:
-    """Write the shipped pair (weights + JSON config)."""
+    """Write the shipped pair (weights + JSON config); the noise-fill model, if the
+    model has one (`model.noise`), is in the same file under ``noise.``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.context.safetensors"
     config = out_dir / f"{name}.context.json"
+    extra: dict[str, Any] = {}
+    if model.noise is not None:
+        extra["noise_config"] = model.noise.config.to_dict()
     _write_tensors(weights, {k: v.float() for k, v in model.state_dict().items()})
-    _write_json(config, {**meta, "config": model.config.to_dict()})
+    _write_json(config, {**meta, **extra, "config": model.config.to_dict()})
     return weights, config
 
 
 def load(codec: Any, path: str | Path | None = None) -> tuple[ContextModel, dict[str, Any]]:
-    """The context model for a loaded `Codec` (default: the shipped one), in eval mode.
+    """The context model for a loaded `Codec` (default: the shipped one), in eval mode;
+    its noise-fill model (or None) is `model.noise`.
 
     `path` is the weights file (its JSON config beside it, same stem).
     WeightsError if a file is missing or the model was trained on another codec.
@@ -95,6 +102,8 @@ def load(codec: Any, path: str | Path | None = None) -> tuple[ContextModel, dict
                            f"{meta.get('decoder_sha256')}, but the loaded codec is {want}; "
                            "retrain it (python -m codec.context.train)")
     model = ContextModel(ContextConfig(**meta["config"]))
+    if "noise_config" in meta:
+        model.noise = NoiseModel(NoiseConfig(**meta["noise_config"]))
     model.load_state_dict(load_file(str(weights)))
     model.set_layout(codec.model.config.layout())
     return model.eval(), meta

@@ -69,6 +69,7 @@ class SymbolSet:
     clip_kind: NDArray[np.str_]
     clip_path: NDArray[np.str_]
     clip_seconds: NDArray[np.float64]
+    envelope: NDArray[np.int16] | None = None     # [N, R] where the codec sends one
 
     @property
     def num_chunks(self) -> int:
@@ -78,10 +79,13 @@ class SymbolSet:
         """Chunk i as the coder's `ChunkSymbols` (mono)."""
         a, b = int(self.chunk_start[i]), int(self.chunk_start[i + 1])
         s, t = int(self.noise_start[i]), int(self.noise_start[i + 1])
+        extra = {} if self.envelope is None else {
+            "envelope": self.envelope[a:b].T[None].astype(np.int64)}
         return ChunkSymbols(int(self.chunk_step[i]), False,
                             self.gains[None, a:b].astype(np.int64),
                             self.noise[None, :, s:t].astype(np.int64),
-                            self.q[a:b].T[None].astype(np.int64), int(self.chunk_split[i]))
+                            self.q[a:b].T[None].astype(np.int64), int(self.chunk_split[i]),
+                            **extra)
 
     def subset(self, chunks: NDArray[np.int64]) -> SymbolSet:
         """Only the given chunks (in order), clips kept as they are."""
@@ -91,12 +95,13 @@ class SymbolSet:
                            self.clip_seconds)
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
+        np.savez_compressed(path, **{k: getattr(self, k) for k in self.__dataclass_fields__
+                                     if getattr(self, k) is not None})
 
     @classmethod
     def load(cls, path: str | Path) -> SymbolSet:
         with np.load(path) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: z[k] for k in cls.__dataclass_fields__ if k in z.files})
 
 
 def from_chunks(chunks: list[tuple[ChunkSymbols, int]], clip_of: NDArray[np.int64],
@@ -121,7 +126,15 @@ def from_chunks(chunks: list[tuple[ChunkSymbols, int]], clip_of: NDArray[np.int6
                if chunks else np.zeros((bands, 0), np.int16)),
         noise_start=np.concatenate([[0], np.cumsum(segs)]).astype(np.int64),
         clip_kind=np.asarray(kinds, dtype=np.str_), clip_path=np.asarray(paths, np.str_),
-        clip_seconds=np.asarray(seconds, np.float64))
+        clip_seconds=np.asarray(seconds, np.float64), envelope=_envelopes(chunks))
+
+
+def _envelopes(chunks: list[tuple[ChunkSymbols, int]]) -> NDArray[np.int16] | None:
+    """[N, R] of chunks that carry a noise-fill envelope (newer layouts), else None."""
+    found = [getattr(c, "envelope", None) for c, _ in chunks]
+    if not chunks or any(e is None for e in found):
+        return None
+    return np.concatenate([e[0].T for e in found]).astype(np.int16)
 
 
 def pick_clips(corpus: str | Path, split: str, minutes_per_kind: float,
@@ -166,25 +179,28 @@ def extract(codec: object, clips: list[tuple[Path, str]], progress: bool = True)
 
 
 def _first_channel(c: ChunkSymbols) -> ChunkSymbols:
-    return ChunkSymbols(c.step, False, c.gains[:1], c.noise[:1], c.coefficients[:1], c.split)
+    envelope = getattr(c, "envelope", None)
+    extra = {} if envelope is None else {"envelope": envelope[:1]}
+    return ChunkSymbols(c.step, False, c.gains[:1], c.noise[:1], c.coefficients[:1], c.split,
+                        **extra)
 
 
-def cache_path(cache_dir: str | Path, split: str) -> Path:
-    return Path(cache_dir) / f"symbols-{split}.npz"
+def cache_path(cache_dir: str | Path, split: str, decoder_sha256: str) -> Path:
+    """One cache file per split and codec model (first 12 hex digits of its decoder SHA)."""
+    return Path(cache_dir) / f"symbols-{split}-{decoder_sha256[:12]}.npz"
 
 
 def load_or_extract(corpus: str | Path, cache_dir: str | Path, split: str,
                     minutes_per_kind: float, codec: object | None = None) -> SymbolSet:
-    """The cached symbols of a split, extracting (and caching) them on first use.
-
-    The cache file is tied to nothing but its path: delete it when the codec changes.
-    """
-    path = cache_path(cache_dir, split)
-    if path.exists():
-        return SymbolSet.load(path)
+    """The cached symbols of a split for this codec model, extracted (and cached) on
+    first use; a new codec model gets a new cache file, so stale symbols are never read."""
     if codec is None:
         from codec.api import Codec
         codec = Codec.load(device="cpu")
+    sha = codec.model.decoder_sha256.hex()                  # type: ignore[attr-defined]
+    path = cache_path(cache_dir, split, sha)
+    if path.exists():
+        return SymbolSet.load(path)
     clips = pick_clips(corpus, split, minutes_per_kind)
     print(f"extracting {split}: {len(clips)} clips", file=sys.stderr, flush=True)
     symbols = extract(codec, clips)

@@ -6,7 +6,9 @@
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
 --cache). Only split=train is read. The run stops cleanly on SIGINT/SIGTERM or at
 --budget-s (`StopFlag`), writing a checkpoint under --out; running the same
-command again resumes from it exactly. --export writes the shipped pair
+command again resumes from it exactly. When the frame model is done, a small
+model of the noise-fill corrections (`codec.context.noise`) is fitted in about
+a minute (--noise-steps; kept in the checkpoint folder). --export writes the shipped pair
 (`codec/pretrained/aec-base.context.*`, tied to the loaded codec's decoder SHA).
 """
 
@@ -21,11 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from codec.context import store
 from codec.context.batches import epoch_order, make_batch, windows
 from codec.context.bits import frame_bits
 from codec.context.model import ContextConfig, ContextModel
+from codec.context.noise import NoiseConfig, NoiseModel, train_noise
 from codec.context.symbols import KBPS, SymbolSet, load_or_extract
 from codec.scales import ScaleLayout
 from codec.train.stopping import StopFlag
@@ -114,6 +118,22 @@ def run(trainer: Trainer, out: Path, budget_s: float | None, log_every: int = 50
     return stop
 
 
+def noise_model(symbols: SymbolSet, layout: ScaleLayout, directory: Path,
+                steps: int) -> NoiseModel:
+    """The noise-fill model: trained once (about a minute) after the frame model, kept in
+    the checkpoint folder so a rerun reuses it."""
+    path = directory / "noise.safetensors"
+    model = NoiseModel(NoiseConfig.for_layout(layout))
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+        return model.eval()
+    print(f"training the noise-fill model ({steps} steps)", file=sys.stderr, flush=True)
+    model = train_noise(symbols, layout, steps)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), str(path))
+    return model
+
+
 def generation_step(symbols: SymbolSet) -> int:
     """The median chunk step of the training symbols: a 6 kbps-typical step."""
     return int(np.median(symbols.chunk_step)) if symbols.num_chunks else 128
@@ -138,6 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--hidden", type=int, default=24)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--noise-steps", type=int, default=3000,
+                   help="steps of the noise-fill model, trained after the frame model (0: none)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget")
     p.add_argument("--export", action="store_true",
                    help="write codec/pretrained/aec-base.context.{safetensors,json}")
@@ -157,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = run(trainer, args.out, args.budget_s)
     if stop.reason:
         print(f"stopped: {stop.reason} at step {trainer.step}", file=sys.stderr)
+    elif args.noise_steps:
+        trainer.model.noise = noise_model(symbols, layout, args.out / "checkpoint",
+                                          args.noise_steps)
     if args.export:
         paths = store.export(trainer.model, export_meta(codec, symbols, trainer), args.export_dir)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
