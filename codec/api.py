@@ -839,7 +839,7 @@ class Codec:
                                           self.model.tables, header.channels, chunk.num_frames)
         latent = self.model.quantizer.dequantize(symbols.coefficients, symbols.gains,
                                                  symbols.frame_steps, symbols.noise, chunk.index,
-                                                 self.device)
+                                                 self.device, symbols.envelope)
         if symbols.mid_side:           # orthonormal mid/side is its own inverse
             latent[:, :-1] = mid_side(latent[:, :-1])
         return latent

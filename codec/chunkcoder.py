@@ -14,9 +14,12 @@ A chunk of the transform coder carries, in decoding order:
    channel, bin), so that a run of one table is one coder call;
 5. the noise-fill corrections of the (channel, band, segment)s that hold a zero
    symbol, in that order: a band's first one with the noise-first table, later
-   ones as the change from the band's previous one with the noise-delta table.
+   ones as the change from the band's previous one with the noise-delta table;
+6. with envelope regions in the layout (spec 1.2), the noise-fill envelope of the
+   (channel, region, frame)s that hold a zero symbol, coded the same way along the
+   frames with the envelope-first and envelope-delta tables.
 
-Every block (the gains, each frame's symbols, the noise levels) ends with its
+Every block (the gains, each frame's symbols, the noise levels, the envelope) ends with its
 escapes (`entropy.push_block`). Integers only:
 nothing here is a float, so CPU and GPU machines decode the same symbols.
 """
@@ -33,7 +36,7 @@ from numpy.typing import NDArray
 from codec import entropy
 from codec.errors import FormatError
 from codec.scales import (NUM_STEPS, ScaleLayout, coefficient_tables, frame_tables,
-                          zero_segments)
+                          zero_regions, zero_segments)
 
 CODER_ID = 2
 """Header `coder_id` of the transform coder's chunk layout (spec §5.6)."""
@@ -44,7 +47,8 @@ MAX_FRAMES = (1 << 16) - 1
 @dataclass
 class ChunkSymbols:
     """The integers of one chunk: step, mid/side flag, gains [ch, F], noise-fill
-    corrections [ch, bands, segments] and symbols [ch, C, F]."""
+    corrections [ch, bands, segments], symbols [ch, C, F] and the noise-fill envelope
+    [ch, R, F] (None: all zero, e.g. a layout without envelope regions)."""
 
     step: int
     mid_side: bool
@@ -52,6 +56,14 @@ class ChunkSymbols:
     noise: NDArray[np.int64]
     coefficients: NDArray[np.int64]
     split: int | None = None          # None: every frame uses `step`
+    envelope: NDArray[np.int64] | None = None
+
+    def envelope_values(self, layout: ScaleLayout) -> NDArray[np.int64]:
+        """The envelope as an array [ch, R, F] (zeros when None)."""
+        if self.envelope is not None:
+            return self.envelope.astype(np.int64)
+        return np.zeros((self.gains.shape[0], layout.envelope_regions, self.gains.shape[1]),
+                        dtype=np.int64)
 
     @property
     def frame_steps(self) -> NDArray[np.int64]:
@@ -77,28 +89,45 @@ def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
     return residual.reshape(-1), tables.reshape(-1)
 
 
+def _first_delta(values: NDArray[np.int64], mask: NDArray[np.bool_], first_table: int,
+                 delta_table: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The coded values (where mask, in C order) and their tables: along the last axis,
+    each run's first coded value absolute, later ones as the change from the previous one."""
+    length = mask.shape[-1]
+    coded_at = np.where(mask, np.arange(length), -1)
+    last = np.maximum.accumulate(coded_at, axis=-1)
+    before = np.concatenate([np.full(mask.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
+    previous = np.take_along_axis(values, np.maximum(before, 0), axis=-1)
+    residual = values - np.where(before >= 0, previous, 0)
+    tables = np.where(before >= 0, delta_table, first_table)
+    return residual[mask].astype(np.int64), tables[mask].astype(np.int64)
+
+
+def _from_first_delta(residuals: NDArray[np.int64], mask: NDArray[np.bool_]
+                      ) -> NDArray[np.int64]:
+    """Inverse of `_first_delta`; places without a coded value get 0."""
+    placed = np.zeros(mask.shape, dtype=np.int64)
+    placed[mask] = residuals
+    return np.where(mask, np.cumsum(placed, axis=-1), 0)
+
+
 def noise_symbols(layout: ScaleLayout, noise: NDArray[np.int64], coefficients: NDArray[np.int64]
                   ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """The coded noise residuals (channel, band, segment order, where a zero exists) and
     their tables: first per (channel, band) absolute, later ones as differences."""
-    mask = zero_segments(layout, coefficients)
-    segments = mask.shape[-1]
-    coded_at = np.where(mask, np.arange(segments), -1)
-    last = np.maximum.accumulate(coded_at, axis=-1)
-    before = np.concatenate([np.full(mask.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
-    previous = np.take_along_axis(noise, np.maximum(before, 0), axis=-1)
-    residual = noise - np.where(before >= 0, previous, 0)
-    tables = np.where(before >= 0, layout.noise_delta_table, layout.noise_first_table)
-    return residual[mask].astype(np.int64), tables[mask].astype(np.int64)
+    return _first_delta(noise, zero_segments(layout, coefficients), layout.noise_first_table,
+                        layout.noise_delta_table)
 
 
-def _noise_from_residuals(layout: ScaleLayout, residuals: NDArray[np.int64],
-                          coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Inverse of `noise_symbols`; segments without a zero symbol get 0."""
-    mask = zero_segments(layout, coefficients)
-    placed = np.zeros(mask.shape, dtype=np.int64)
-    placed[mask] = residuals
-    return np.where(mask, np.cumsum(placed, axis=-1), 0)
+def envelope_symbols(layout: ScaleLayout, envelope: NDArray[np.int64],
+                     coefficients: NDArray[np.int64]
+                     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The coded envelope residuals (channel, region, frame order, where a zero exists)
+    and their tables: first per (channel, region) absolute, later ones as differences."""
+    if not layout.envelope_regions:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return _first_delta(envelope, zero_regions(layout, coefficients),
+                        layout.envelope_first_table, layout.envelope_delta_table)
 
 
 def noise_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -106,6 +135,12 @@ def noise_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArra
     shape = coefficients.shape[:1] + (layout.num_bands, layout.noise_segments(
         coefficients.shape[-1]))
     return noise_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
+
+
+def envelope_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The tables of the envelope block, known once the symbols are decoded."""
+    shape = coefficients.shape[:1] + (layout.envelope_regions, coefficients.shape[-1])
+    return envelope_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
 
 
 def _push_coefficients(coder: Any, symbols: ChunkSymbols, layout: ScaleLayout,
@@ -152,6 +187,12 @@ def _check(symbols: ChunkSymbols, layout: ScaleLayout) -> None:
         raise ValueError("noise corrections outside the layout's range")
     if symbols.mid_side and channels != 2:
         raise ValueError("mid/side needs exactly two channels")
+    envelope = symbols.envelope_values(layout)
+    if envelope.shape != (channels, layout.envelope_regions, frames):
+        raise ValueError(f"envelope must be {(channels, layout.envelope_regions, frames)}")
+    if envelope.size and (envelope.min() < layout.envelope_low
+                          or envelope.max() > layout.envelope_high):
+        raise ValueError("envelope values outside the layout's range")
 
 
 def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> bytes:
@@ -159,6 +200,9 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
     _check(symbols, layout)
     coder = constriction.stream.stack.AnsCoder()
     coefficients = symbols.coefficients.astype(np.int64)
+    if layout.envelope_regions:
+        entropy.push_block(coder, *envelope_symbols(layout, symbols.envelope_values(layout),
+                                                    coefficients), tables)
     entropy.push_block(coder, *noise_symbols(layout, symbols.noise, coefficients), tables)
     _push_coefficients(coder, symbols, layout, tables)
     entropy.push_block(coder, *_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
@@ -191,11 +235,19 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
     coefficients = _pop_coefficients(coder, layout, tables, gains,
                                      frame_step_indices(step, split, frames))
     residuals = entropy.pop_block(coder, noise_tables(layout, coefficients), tables)
-    noise = _noise_from_residuals(layout, residuals, coefficients)
+    noise = _from_first_delta(residuals, zero_segments(layout, coefficients))
     if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
         raise FormatError("payload decodes a noise-fill correction outside the layout's range")
+    envelope = None
+    if layout.envelope_regions:
+        residuals = entropy.pop_block(coder, envelope_tables(layout, coefficients), tables)
+        envelope = _from_first_delta(residuals, zero_regions(layout, coefficients))
+        if envelope.size and (envelope.min() < layout.envelope_low
+                              or envelope.max() > layout.envelope_high):
+            raise FormatError("payload decodes a noise-fill envelope value outside the "
+                              "layout's range")
     entropy.check_empty(coder)
-    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split)
+    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split, envelope)
 
 
 def chunk_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
@@ -218,6 +270,10 @@ def symbol_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfT
 
 
 def noise_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable) -> float:
-    """Ideal bits of the noise block."""
-    return entropy.block_bits(*noise_symbols(layout, symbols.noise, symbols.coefficients),
-                              tables)
+    """Ideal bits of the noise fill's side information: the noise and envelope blocks."""
+    coefficients = symbols.coefficients.astype(np.int64)
+    bits = entropy.block_bits(*noise_symbols(layout, symbols.noise, coefficients), tables)
+    if layout.envelope_regions:
+        bits += entropy.block_bits(*envelope_symbols(layout, symbols.envelope_values(layout),
+                                                     coefficients), tables)
+    return bits

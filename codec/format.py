@@ -47,7 +47,7 @@ __all__ = [
 MAGIC = b"\x89AEC\r\n\x1a\n"
 """8 bytes; the high bit, CR LF, ^Z and LF catch 7-bit and text-mode damage (like PNG)."""
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 INDEX_TAG = 0x49  # "I": seek index trailer block (spec §6)
 END_MAGIC = b"END\x00"  # first 4 bytes of the end block (spec §7)
 KNOWN_CODER_IDS = frozenset({1, 2})  # rANS of spec §5: 1 = per-row tables, 2 = §5.6 chunks

@@ -90,7 +90,7 @@ class RateController:
         for c in range(channels):
             one = ChunkSymbols(symbols.step, False, symbols.gains[c: c + 1],
                                symbols.noise[c: c + 1], symbols.coefficients[c: c + 1],
-                               symbols.split)
+                               symbols.split, symbols.envelope_values(self.layout)[c: c + 1])
             self.channel_bits[c] += chunk_bits(one, self.layout, self.tables)
 
     def _search(self, y: torch.Tensor, target: float) -> ChunkSymbols:
@@ -110,7 +110,7 @@ class RateController:
 
 class _Candidates:
     """One chunk's symbols at any step, for the search. The gains are computed once; the
-    noise corrections (a small part of the bits that barely depends on the step) are
+    noise fill's side information (a small part of the bits that barely depends on the step) is
     priced once at a first guess of the step and added as a constant during the
     bisections, then computed exactly for the final choice."""
 
@@ -130,10 +130,10 @@ class _Candidates:
         frames = self.y.shape[-1]
         steps = frame_step_indices(step, frames if split is None else split, frames)
         q = quantize(self.y, self.gains, steps, layout)
-        noise = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, steps)
-                 if exact else self.zero_noise)
+        noise, envelope = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, steps)
+                           if exact else (self.zero_noise, None))
         return ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
-                            q.cpu().numpy(), split)
+                            q.cpu().numpy(), split, envelope)
 
     def estimate(self, symbols: ChunkSymbols) -> float:
         return symbol_bits(symbols, self.controller.layout, self.controller.tables) + \

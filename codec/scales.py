@@ -42,6 +42,11 @@ class ScaleLayout:
         carries a noise-fill correction in 3 dB steps, noise_low..noise_high.
     contexts: K, how many classes of the previous frame's neighbourhood
         (`context_classes`) split each (band, level) table; 1 = no context.
+    envelope_edges: bands where each noise-envelope region starts, plus the band count
+        at the end; () = no envelope. With R regions, every (channel, region, frame)
+        that holds a zero symbol carries a noise-fill envelope value in 3 dB steps,
+        envelope_low..envelope_high, which scales the fill of that frame only: the
+        per-frame shape that the per-segment corrections cannot follow (spec §5.6).
     """
 
     band_edges: tuple[int, ...]
@@ -54,11 +59,21 @@ class ScaleLayout:
     noise_low: int = -16
     noise_high: int = 4
     contexts: int = 1
+    envelope_edges: tuple[int, ...] = ()
+    envelope_low: int = -8
+    envelope_high: int = 8
 
     def __post_init__(self) -> None:
         edges = np.asarray(self.band_edges)
         if edges.ndim != 1 or edges.size < 2 or edges[0] != 0 or np.any(np.diff(edges) < 1):
             raise ValueError("band_edges must start at 0 and strictly increase")
+        regions = np.asarray(self.envelope_edges, dtype=np.int64)
+        if regions.size and (regions.size < 2 or regions[0] != 0 or np.any(np.diff(regions) < 1)
+                             or regions[-1] != edges.size - 1):
+            raise ValueError("envelope_edges must run from band 0 to the band count, "
+                             "strictly increasing")
+        if not self.envelope_low <= 0 <= self.envelope_high:
+            raise ValueError("envelope_low <= 0 <= envelope_high")
         if not (1 <= self.levels <= 256 and 1 <= self.gain_max <= 255
                 and 0 <= self.gamma_eighths <= 8 and 0 <= self.gain_ref <= self.gain_max
                 and self.noise_segment >= 1 and self.noise_low <= 0 <= self.noise_high
@@ -100,8 +115,30 @@ class ScaleLayout:
         return self.coefficient_table_count + 3
 
     @property
-    def num_tables(self) -> int:
+    def envelope_regions(self) -> int:
+        """R: noise-envelope regions per frame (0: no envelope block)."""
+        return max(len(self.envelope_edges) - 1, 0)
+
+    @property
+    def envelope_first_table(self) -> int:
+        """Table of a region's first coded envelope value in a chunk (only when R > 0)."""
         return self.coefficient_table_count + 4
+
+    @property
+    def envelope_delta_table(self) -> int:
+        """Table of a region's later envelope values, as the change from the previous one."""
+        return self.coefficient_table_count + 5
+
+    @property
+    def num_tables(self) -> int:
+        return self.coefficient_table_count + 4 + (2 if self.envelope_regions else 0)
+
+    def region_of_band(self) -> NDArray[np.int64]:
+        """[B]: the envelope region of each band (all 0 without an envelope)."""
+        if not self.envelope_regions:
+            return np.zeros(self.num_bands, dtype=np.int64)
+        return np.searchsorted(np.asarray(self.envelope_edges), np.arange(self.num_bands),
+                               side="right") - 1
 
     def noise_segments(self, frames: int) -> int:
         """Noise-fill segments in a chunk of `frames` frames (the last may be shorter)."""
@@ -116,7 +153,10 @@ class ScaleLayout:
                 "gain_max": self.gain_max, "gamma_eighths": self.gamma_eighths,
                 "gain_ref": self.gain_ref, "level_bias": self.level_bias,
                 "noise_segment": self.noise_segment, "noise_low": self.noise_low,
-                "noise_high": self.noise_high, "contexts": self.contexts}
+                "noise_high": self.noise_high, "contexts": self.contexts,
+                **({"envelope_edges": list(self.envelope_edges),
+                    "envelope_low": self.envelope_low, "envelope_high": self.envelope_high}
+                   if self.envelope_regions else {})}
 
 
 @lru_cache(maxsize=16)
@@ -204,3 +244,13 @@ def zero_segments(layout: ScaleLayout, symbols: NDArray[np.integer]) -> NDArray[
     by_band = np.add.reduceat(zeros, np.asarray(layout.band_edges[:-1]), axis=1)
     frames = zeros.shape[-1]
     return np.add.reduceat(by_band, np.arange(0, frames, layout.noise_segment), axis=2) > 0
+
+
+def zero_regions(layout: ScaleLayout, symbols: NDArray[np.integer]) -> NDArray[np.bool_]:
+    """symbols [ch, C, F] -> [ch, R, F]: whether each envelope region of each frame holds
+    a zero symbol (only those carry an envelope value)."""
+    zeros = (np.asarray(symbols) == 0).astype(np.int64)
+    if not layout.envelope_regions:
+        return np.zeros((zeros.shape[0], 0, zeros.shape[-1]), dtype=bool)
+    first_bins = np.asarray(layout.band_edges)[list(layout.envelope_edges[:-1])]
+    return np.add.reduceat(zeros, first_bins, axis=1) > 0

@@ -81,6 +81,7 @@ class ModelConfig:
             raise WeightsError(f"a {self.arch!r} model has no scale layout")
         data = dict(self.scale_layout)
         data["band_edges"] = tuple(int(v) for v in data["band_edges"])
+        data["envelope_edges"] = tuple(int(v) for v in data.get("envelope_edges", ()))
         return ScaleLayout(**data)
 
     def to_json(self) -> str:

@@ -28,7 +28,7 @@ from codec import format as fmt
 from codec.chunkcoder import ChunkSymbols, decode_chunk, encode_chunk
 from codec.entropy import CdfTable, decode_symbols, encode_symbols
 from codec.format import MetadataBlock, StreamHeader, StreamReader, write_stream
-from codec.scales import ScaleLayout, zero_segments
+from codec.scales import ScaleLayout, zero_regions, zero_segments
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 PRECISION = 12
@@ -163,7 +163,8 @@ def newer_major(data: bytes) -> bytes:
 CODER2_PRECISION = 11
 CODER2_LAYOUT = ScaleLayout((0, 2, 4, 8), levels=4, gain_max=15, gamma_eighths=5, gain_ref=8,
                             level_bias=16, noise_segment=3, noise_low=-4, noise_high=2,
-                            contexts=3)
+                            contexts=3, envelope_edges=(0, 1, 3), envelope_low=-3,
+                            envelope_high=3)
 CODER2_SHA = hashlib.sha256(b"aec test-vector coder-2 decoder weights").digest()
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -189,9 +190,9 @@ def coefficient_counts(band: int, level: int, context: int = 0) -> tuple[int, li
 
 
 def coder2_tables() -> Coder2Model:
-    """T = B*L*K + 4 tables at P = 11: coefficient tables, then gain-first, gain-delta and
-    noise tables whose direct ranges are narrower than the values the vectors use, so
-    every block of spec §5.6 has escapes."""
+    """T = B*L*K + 6 tables at P = 11: coefficient tables, then gain-first, gain-delta,
+    noise and envelope tables whose direct ranges are narrower than the values the
+    vectors use, so every block of spec §5.6 has escapes."""
     layout = CODER2_LAYOUT
     shapes = [coefficient_counts(b, level, context) for b in range(layout.num_bands)
               for level in range(layout.levels) for context in range(layout.contexts)]
@@ -200,6 +201,8 @@ def coder2_tables() -> Coder2Model:
         (-3, [30, 100, 400, 0, 400, 100, 30, 20]),     # gain delta: -3..3 direct
         (-2, [200, 500, 0, 300, 60]),                  # noise first: -2..1 direct of -4..2
         (-1, [300, 0, 300, 40]),                       # noise delta: -1..1 direct
+        (-1, [150, 0, 150, 50]),                       # envelope first: -1..1 of -3..3
+        (-2, [60, 200, 0, 200, 60, 30]),               # envelope delta: -2..2 of -6..6
     ]
     return Coder2Model(layout, tables_from_counts(shapes, CODER2_PRECISION))
 
@@ -240,7 +243,11 @@ def coder2_chunk(seed: int, channels: int, frames: int, step: int,
     coefficients[:, (bins < 4) & ((bins + frame) % 3 == 0)] = 0   # zeros in bands 0 and 1
     noise[~zero_segments(layout, coefficients)] = 0   # only segments with a zero carry one
     split = next(words) % (frames + 1)
-    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split)
+    shape = (channels, layout.envelope_regions, frames)
+    envelope = np.array([next(words) % 7 - 3 for _ in range(int(np.prod(shape)))],
+                        dtype=np.int64).reshape(shape)
+    envelope[~zero_regions(layout, coefficients)] = 0  # only regions with a zero carry one
+    return ChunkSymbols(step, mid_side, gains, noise, coefficients, split, envelope)
 
 
 def coder2_header(channels: int, num_frames: int, frames_per_chunk: int) -> StreamHeader:
@@ -296,9 +303,11 @@ def decode_coder2(data: bytes, model: Coder2Model, ignore_errors: bool = False
 
 
 def coder2_flat(symbols: ChunkSymbols) -> NDArray[np.int32]:
-    """A chunk's gains [ch, F], noise [ch, B, S] and coefficients [ch, C, F], row-major,
-    concatenated: the int32 values `symbols_sha256` hashes for coder 2 (spec §9)."""
-    parts = (symbols.gains, symbols.noise, symbols.coefficients)
+    """A chunk's gains [ch, F], noise [ch, B, S], coefficients [ch, C, F] and envelope
+    [ch, R, F], row-major, concatenated: the int32 values `symbols_sha256` hashes for
+    coder 2 (spec §9)."""
+    parts = (symbols.gains, symbols.noise, symbols.coefficients,
+             symbols.envelope if symbols.envelope is not None else np.zeros(0, np.int64))
     return np.concatenate([p.reshape(-1) for p in parts]).astype(np.int32)
 
 
@@ -313,6 +322,7 @@ def load_coder2(path: Path = VECTORS / "tables_coder2.json") -> Coder2Model:
     raw = json.loads(path.read_text())
     layout = dict(raw.pop("layout"))
     layout["band_edges"] = tuple(layout["band_edges"])
+    layout["envelope_edges"] = tuple(layout.get("envelope_edges", ()))
     return Coder2Model(ScaleLayout(**layout), load_tables(path))
 
 

@@ -82,7 +82,7 @@ def test_header_bytes_follow_the_spec_table() -> None:
     header = make_header(metadata=(MetadataBlock(fmt.META_ENCODER, b"aec 0.1.0"),))
     data = header.pack()
     assert data[:8] == b"\x89AEC\r\n\x1a\n"
-    assert data[8:10] == bytes([1, 1])
+    assert data[8:10] == bytes([1, 2])
     body, rest = split_header(data)
     assert rest == b""
     expected = b"".join(encode_varint(v) for v in (

@@ -41,7 +41,7 @@ def test_noise_fill_matches_the_zeroed_energy() -> None:
     steps = step_size(step_index(LAYOUT, gains.numpy(), step))[:, None, :]
     zero_rms = float(np.sqrt(np.mean((y.numpy() / steps)[q.numpy() == 0] ** 2)))
     quantizer.noise_rms.fill_(zero_rms)
-    corrections = quantizer.noise_corrections(y, gains, q, step)
+    corrections, _ = quantizer.noise_corrections(y, gains, q, step)
     assert np.abs(corrections).max() <= 1
     latent = quantizer.dequantize(q.numpy(), gains.numpy(), step, corrections, seed=5)
     filled = latent[:, :-1].numpy()
@@ -56,3 +56,38 @@ def test_untrained_postfilter_is_the_identity() -> None:
     latent[:, -1] = -7.0
     out = PostFilter(320, 32, 2)(latent)
     assert torch.equal(out, latent[:, :-1])
+
+
+def _frame_band_db(latent: torch.Tensor, bins: slice) -> np.ndarray:
+    return 10 * np.log10(np.mean(latent[0, bins].numpy().astype(np.float64) ** 2, axis=0))
+
+
+def test_noise_envelope_follows_the_frames_that_segments_average_away() -> None:
+    """Two loud frames in a 4-frame noise segment: the envelope puts the fill's energy in
+    those frames, where per-segment corrections alone spread it over all four."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 1e-3, (1, 320, 40))
+    y[:, 40:, 10:12] *= 4.0                                  # +12 dB in bands 1-2, frames 10-11
+    y = torch.from_numpy(y).float()
+    gains = frame_gains(y, LAYOUT)
+    step = 150
+    q = quantize(y, gains, step, LAYOUT)
+    steps = step_size(step_index(LAYOUT, gains.numpy(), step))[:, None, :]
+    zero_rms = float(np.sqrt(np.mean((y.numpy() / steps)[q.numpy() == 0] ** 2)))
+    truth = _frame_band_db(y, slice(40, 320))
+    errors = {}
+    for edges in ((), (0, 1, 3)):
+        layout = ScaleLayout((0, 40, 160, 320), levels=8, gain_max=47, noise_segment=4,
+                             envelope_edges=edges)
+        quantizer = TransformQuantizer(layout)
+        quantizer.noise_rms.fill_(zero_rms)
+        corrections, envelope = quantizer.noise_corrections(y, gains, q, step)
+        assert envelope.shape == (1, layout.envelope_regions, 40)
+        latent = quantizer.dequantize(q.numpy(), gains.numpy(), step, corrections, seed=2,
+                                      envelope=envelope if edges else None)
+        errors[edges] = np.abs(_frame_band_db(latent, slice(40, 320)) - truth)[8:12]
+        if edges:
+            assert envelope[0, 1, 10] == envelope[0, 1, 11] > envelope[0, 1, 9]
+            assert envelope[0, 0, 10] < envelope[0, 1, 10]   # band 0 was not boosted
+    assert errors[(0, 1, 3)].max() < 1.5 < 3.0 < errors[()].max()   # measured 1.4 and 3.4 dB
+    assert errors[(0, 1, 3)].mean() < 0.5 * errors[()].mean()

@@ -109,6 +109,7 @@ class RefChunk:
     gains: list[list[int]]
     noise: list[list[list[int]]]
     coefficients: list[list[list[int]]]
+    envelope: list[list[list[int]]]
     escapes: dict[str, int]
 
 
@@ -125,7 +126,7 @@ class RefChunkDecoder:
         self.edges: list[int] = layout["band_edges"]
         self.B, self.L, self.C = len(self.edges) - 1, layout["levels"], self.edges[-1]
         self.K = layout.get("contexts", 1)
-        self.side = self.B * self.L * self.K          # first of the four side tables
+        self.side = self.B * self.L * self.K          # first of the side tables
         self.layout = layout
 
     def block(self, rans: Rans, table_ids: list[int]) -> tuple[list[int], int]:
@@ -192,6 +193,39 @@ class RefChunkDecoder:
             raise Malformed("a noise-fill correction is outside noise_low..noise_high")
         return noise, escapes
 
+    def envelope(self, rans: Rans, coefficients: list[list[list[int]]], frames: int
+                 ) -> tuple[list[list[list[int]]], int]:
+        """Step 6 (layouts with envelope_edges only): a value for each (c, r, f) whose
+        region's bins hold a zero symbol in frame f; a region's first with table
+        B*L*K + 4, later ones as changes (B*L*K + 5)."""
+        regions = self.layout.get("envelope_edges", [])
+        R, ch = max(len(regions) - 1, 0), len(coefficients)
+        if not R:
+            return [[] for _ in range(ch)], 0
+        bins = [(self.edges[regions[r]], self.edges[regions[r + 1]]) for r in range(R)]
+        coded = [[[any(coefficients[c][k][f] == 0 for k in range(*bins[r]))
+                   for f in range(frames)] for r in range(R)] for c in range(ch)]
+        ids: list[int] = []
+        for c in range(ch):
+            for r in range(R):
+                n = sum(coded[c][r])
+                ids += [self.side + 4] + [self.side + 5] * (n - 1) if n else []
+        flat, escapes = self.block(rans, ids)
+        out = [[[0] * frames for _ in range(R)] for _ in range(ch)]
+        at = 0
+        for c in range(ch):
+            for r in range(R):
+                running = 0
+                for f in range(frames):
+                    if coded[c][r][f]:
+                        running += flat[at]
+                        at += 1
+                        out[c][r][f] = running
+        low, high = self.layout["envelope_low"], self.layout["envelope_high"]
+        if any(not low <= v <= high for c in out for r in c for v in r):
+            raise Malformed("an envelope value is outside envelope_low..envelope_high")
+        return out, escapes
+
     def table_of(self, step: int, g: int, k: int, previous: list[int] | None = None) -> int:
         """Step 4: t = (band(k) * L + l) * K + context, from integers with floor shifts;
         the context counts how many of 1, 3, 7, 15 the previous frame's
@@ -227,7 +261,7 @@ class RefChunkDecoder:
         return out, escapes
 
     def decode(self, payload: bytes, channels: int, frames: int) -> RefChunk:
-        """Steps 1-5 of spec §5.6, then the coder must be empty."""
+        """Steps 1-6 of spec §5.6, then the coder must be empty."""
         rans = Rans(payload)
         step = rans.uniform(256)
         split = rans.uniform(frames + 1)
@@ -235,10 +269,11 @@ class RefChunkDecoder:
         gains, gain_escapes = self.gains(rans, channels, frames)
         coefficients, coef_escapes = self.coefficients(rans, step, split, gains)
         noise, noise_escapes = self.noise(rans, coefficients, frames)
+        envelope, envelope_escapes = self.envelope(rans, coefficients, frames)
         rans.finish()
-        return RefChunk(step, split, mid_side, gains, noise, coefficients,
+        return RefChunk(step, split, mid_side, gains, noise, coefficients, envelope,
                         {"gains": gain_escapes, "noise": noise_escapes,
-                         "coefficients": coef_escapes})
+                         "coefficients": coef_escapes, "envelope": envelope_escapes})
 
 
 REF = RefChunkDecoder(RAW)
@@ -253,10 +288,11 @@ def chunk_payloads(name: str) -> tuple[Any, list[tuple[bytes, int]]]:
 
 
 def ref_flat(chunk: RefChunk) -> bytes:
-    """Spec §9: gains, noise, coefficients, row-major, as int32 little-endian."""
+    """Spec §9: gains, noise, coefficients, envelope, row-major, as int32 little-endian."""
     values = ([g for row in chunk.gains for g in row]
               + [n for c in chunk.noise for b in c for n in b]
-              + [q for c in chunk.coefficients for k in c for q in k])
+              + [q for c in chunk.coefficients for k in c for q in k]
+              + [e for c in chunk.envelope for r in c for e in r])
     return b"".join(v.to_bytes(4, "little", signed=True) for v in values)
 
 
@@ -268,7 +304,8 @@ def same(ref: RefChunk, ours: Any) -> bool:
     return (ref.step == ours.step and ref.split == ours.split_frame
             and ref.mid_side == ours.mid_side
             and ref.gains == ours.gains.tolist() and ref.noise == ours.noise.tolist()
-            and ref.coefficients == ours.coefficients.tolist())
+            and ref.coefficients == ours.coefficients.tolist()
+            and ref.envelope == ours.envelope_values(MODEL.layout).tolist())
 
 
 # --- tests --------------------------------------------------------------------------
@@ -321,7 +358,7 @@ def test_the_vectors_exercise_what_spec_9_says() -> None:
     for name in NAMES:
         header, payloads = chunk_payloads(name)
         chunks = [REF.decode(p, header.channels, f) for p, f in payloads]
-        for block in ("gains", "noise", "coefficients"):
+        for block in ("gains", "noise", "coefficients", "envelope"):
             assert sum(c.escapes[block] for c in chunks) > 0, (name, block)
         assert StreamReader(io.BytesIO((VECTORS / name).read_bytes())).seek_index is not None
     used = {REF.table_of(c.step, g, k) // REF.K for c in ref for row in c.gains

@@ -111,7 +111,7 @@ def test_shipped_model_codes_at_its_ideal_rate(speech: tuple[np.ndarray, int]) -
     gains = frame_gains(y, layout)
     for step in (100, 120, 140, 160):
         q = quantize(y, gains, step, layout)
-        noise = model.quantizer.noise_corrections(y, gains, q, step)
+        noise, _ = model.quantizer.noise_corrections(y, gains, q, step)
         symbols = ChunkSymbols(step, False, gains.numpy(), noise, q.numpy())
         coded = 8 * len(encode_chunk(symbols, layout, model.tables))
         ideal = chunk_bits(symbols, layout, model.tables)

@@ -95,24 +95,32 @@ class TransformQuantizer(nn.Module):
         self.register_buffer("noise_rms", torch.zeros(layout.num_bands * layout.levels))
 
     def noise_corrections(self, y: Tensor, gains: Tensor, symbols: Tensor,
-                          step: int | NDArray[np.int64]) -> NDArray[np.int64]:
-        """Encoder side: per band and segment, the zeros' energy over the learned level.
+                          step: int | NDArray[np.int64]
+                          ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Encoder side: the noise fill's side information, (corrections, envelope).
 
-        In 3 dB steps (log2 of the energy ratio, rounded), clamped to the layout's
-        range; bands with no zero coefficient in a segment get 0. The lowest value,
-        `noise_low`, means no fill at all (digital silence stays silent).
+        The envelope [ch, R, F] (layouts with envelope regions) is, per frame and region,
+        the mean over its bands of log2(zeros' energy / learned level), rounded and
+        clamped: the frame-by-frame shape of the fill. The corrections [ch, bands,
+        segments] are then, per band and segment, log2 of the zeros' energy over the
+        level times the envelope, rounded, clamped to the layout's range; bands with no
+        zero coefficient in a segment get 0. The lowest correction, `noise_low`, means no
+        fill at all (digital silence stays silent). Units are 3 dB (a factor 2 in energy).
         """
         layout = self.layout
         g = gains.cpu().numpy()
         units = (y.float() / frame_steps(gains, step, layout)).cpu().numpy().astype(np.float64)
         zero = (symbols == 0).cpu().numpy()
-        predicted = self._noise_rms(band_level_tables(layout, g, step)) ** 2
-        measured = _band_segment_sums(np.where(zero, units ** 2, 0.0), layout)
-        expected = _band_segment_sums(np.where(zero, predicted, 0.0), layout)
+        measured = np.where(zero, units ** 2, 0.0)
+        predicted = np.where(zero, self._noise_rms(band_level_tables(layout, g, step)) ** 2, 0.0)
+        envelope = _envelope(measured, predicted, zero, layout)
+        shaped = predicted * np.exp2(_envelope_per_bin(envelope, layout))
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.log2(np.maximum(measured, 1e-30) / expected)
+            expected = _band_segment_sums(shaped, layout)
+            ratio = np.log2(np.maximum(_band_segment_sums(measured, layout), 1e-30) / expected)
         corrections = np.where(expected > 0, np.round(ratio), 0.0)
-        return np.clip(corrections, layout.noise_low, layout.noise_high).astype(np.int64)
+        corrections = np.clip(corrections, layout.noise_low, layout.noise_high).astype(np.int64)
+        return corrections, envelope
 
     def _noise_rms(self, tables: NDArray[np.int64]) -> NDArray[np.float64]:
         return self.noise_rms.cpu().numpy().astype(np.float64)[tables]
@@ -120,18 +128,69 @@ class TransformQuantizer(nn.Module):
     def dequantize(self, symbols: NDArray[np.int64], gains: NDArray[np.int64],
                    step: int | NDArray[np.int64],
                    noise_corrections: NDArray[np.int64], seed: int,
-                   device: torch.device | str = "cpu") -> Tensor:
-        """Ints [B, C, F], gains [B, F] -> latent [B, C + 1, F] (see module docstring)."""
-        tables = band_level_tables(self.layout, gains, step)
+                   device: torch.device | str = "cpu",
+                   envelope: NDArray[np.int64] | None = None) -> Tensor:
+        """Ints [B, C, F], gains [B, F] -> latent [B, C + 1, F] (see module docstring).
+
+        The zeros of each (channel, band, frame) get uniform noise scaled to exactly unit
+        mean square over them, times the learned level, the segment's correction and
+        the frame's envelope value (None: no envelope).
+        """
+        layout = self.layout
+        tables = band_level_tables(layout, gains, step)
         rng = np.random.default_rng(seed)
-        noise = rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, size=symbols.shape)
+        noise = _unit_power(rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, size=symbols.shape),
+                            symbols == 0, layout)
         corrections = noise_corrections.astype(np.float64)
-        level = np.where(corrections <= self.layout.noise_low, 0.0, np.exp2(corrections / 2.0))
-        fill = self._noise_rms(tables) * _expand(level, self.layout, symbols.shape[-1]) * noise
+        level = np.where(corrections <= layout.noise_low, 0.0, np.exp2(corrections / 2.0))
+        shape = 1.0 if envelope is None else np.exp2(_envelope_per_bin(envelope, layout) / 2.0)
+        fill = self._noise_rms(tables) * _expand(level, layout, symbols.shape[-1]) * shape * noise
         units = np.where(symbols == 0, fill, symbols.astype(np.float64))
-        steps = step_size(step_index(self.layout, gains, step))[:, None, :]
+        steps = step_size(step_index(layout, gains, step))[:, None, :]
         latent = np.concatenate([units * steps, np.log2(steps)], axis=1)
         return torch.from_numpy(latent).float().to(device)
+
+
+def _band_frame_sums(values: NDArray[np.float64], layout: ScaleLayout) -> NDArray[np.float64]:
+    """[ch, C, F] -> sums over each band [ch, bands, F]."""
+    return np.add.reduceat(values, np.asarray(layout.band_edges[:-1]), axis=1)
+
+
+def _unit_power(noise: NDArray[np.float64], zero: NDArray[np.bool_],
+                layout: ScaleLayout) -> NDArray[np.float64]:
+    """Scale the noise of each (channel, band, frame) to mean square 1 over its zeros, so
+    the fill's energy is exactly the signalled one, not a random draw around it."""
+    count = _band_frame_sums(zero.astype(np.float64), layout)
+    power = _band_frame_sums(np.where(zero, noise ** 2, 0.0), layout)
+    gain = np.sqrt(count / np.maximum(power, 1e-30))
+    return noise * gain[:, layout.band_of_bin()]
+
+
+def _envelope(measured: NDArray[np.float64], predicted: NDArray[np.float64],
+              zero: NDArray[np.bool_], layout: ScaleLayout) -> NDArray[np.int64]:
+    """Per (channel, region, frame) with a zero: the rounded mean over the region's bands
+    (those with a zero) of log2(zeros' energy / predicted), each clamped to the range."""
+    channels, frames = zero.shape[0], zero.shape[-1]
+    if not layout.envelope_regions:
+        return np.zeros((channels, 0, frames), dtype=np.int64)
+    m, p = _band_frame_sums(measured, layout), _band_frame_sums(predicted, layout)
+    has = _band_frame_sums(zero.astype(np.float64), layout) > 0
+    with np.errstate(divide="ignore"):
+        ratio = np.log2(np.maximum(m, 1e-30) / np.maximum(p, 1e-30))
+    ratio = np.where(has, np.clip(ratio, layout.envelope_low, layout.envelope_high), 0.0)
+    starts = list(layout.envelope_edges[:-1])
+    total = np.add.reduceat(ratio, starts, axis=1)
+    count = np.add.reduceat(has.astype(np.float64), starts, axis=1)
+    mean = np.round(total / np.maximum(count, 1.0))
+    return np.clip(mean, layout.envelope_low, layout.envelope_high).astype(np.int64)
+
+
+def _envelope_per_bin(envelope: NDArray[np.int64], layout: ScaleLayout) -> NDArray[np.float64]:
+    """[ch, R, F] envelope -> [ch, C, F] (each bin takes its region's value; 0 if R = 0)."""
+    if not layout.envelope_regions:
+        return np.zeros((envelope.shape[0], layout.coefficients, envelope.shape[-1]))
+    region_of_bin = layout.region_of_band()[layout.band_of_bin()]
+    return envelope[:, region_of_bin].astype(np.float64)
 
 
 class PostFilter(nn.Module):

@@ -57,9 +57,9 @@ def latent_at(model: CodecModel, y: torch.Tensor, step: int | np.ndarray, seed: 
     layout = model.quantizer.layout
     gains = frame_gains(y, layout)
     q = quantize(y, gains, step, layout)
-    noise = model.quantizer.noise_corrections(y, gains, q, step)
+    noise, envelope = model.quantizer.noise_corrections(y, gains, q, step)
     return model.quantizer.dequantize(q.numpy(), gains.numpy(), step, noise, seed=seed,
-                                      device=device)
+                                      device=device, envelope=envelope)
 
 
 def decoded(model: CodecModel, latent: torch.Tensor, samples: int) -> torch.Tensor:
