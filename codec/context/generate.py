@@ -15,7 +15,9 @@ Deterministic for a seed on CPU (one `torch.Generator`, fixed thread count).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from codec import audio as audio_io
 from codec.context.model import HISTORY, ContextModel, frame_levels
 from codec.context.symbols import KBPS, stream_symbols
 
@@ -96,7 +99,7 @@ class Sampler:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.model, self.step = model, int(step)
         self.temperature, self.generator = float(temperature), generator
-        self.layout = model._layout
+        self.layout = model.layout
 
     @torch.inference_mode()
     def frames(self, context: Context, count: int, progress: bool = False
@@ -180,7 +183,6 @@ def _model_for(codec: Any, weights: str | None) -> tuple[ContextModel, dict[str,
 
 def prompt_audio(audio: Any, sample_rate: int, model_rate: int) -> NDArray[np.float32]:
     """Any prompt -> mono (channel mean) float32 at the model rate."""
-    from codec import audio as audio_io
     x = audio_io.to_float32(audio)
     x = x[None] if x.ndim == 1 else x
     mono = x.mean(axis=0, keepdims=True).astype(np.float32)
@@ -217,11 +219,7 @@ def generate_file(codec: Any, dst: str, seconds: float, seed: int = 0,
                   prompt: str | None = None, temperature: float = 1.0, overwrite: bool = False,
                   weights: str | None = None, progress: bool = False) -> dict[str, Any]:
     """`aec generate`: write the audio to dst (wav/flac by extension, atomic); a report."""
-    import time
-
-    from codec import audio as audio_io
     from codec.api import atomic_output, check_output
-    from pathlib import Path
     kind, subtype = audio_io.output_format(dst)
     if dst != "-":
         check_output(Path(dst), overwrite)

@@ -111,8 +111,9 @@ class ContextModel(nn.Module):
         self.register_buffer("band_of_bin", torch.zeros(c, dtype=torch.long), persistent=False)
 
     def set_layout(self, layout: ScaleLayout) -> None:
+        """The codec's scale layout (band of every bin, levels): needed before use."""
         self.band_of_bin = torch.from_numpy(np.array(layout.band_of_bin())).long()
-        self._layout = layout
+        self.layout = layout
 
     def forward(self, q: Tensor, gains: Tensor, steps: Tensor, levels: Tensor
                 ) -> tuple[Tensor, Tensor]:
