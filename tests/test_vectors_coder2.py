@@ -161,33 +161,42 @@ class RefChunkDecoder:
             gains.append(running)
         return gains, escapes
 
+    def first_delta(self, rans: Rans, coded: list[list[list[bool]]], first: int, delta: int
+                    ) -> tuple[list[list[list[int]]], int]:
+        """One block for the flagged places of [c][x][t]: along t, the first flagged value
+        with table `first`, each later one as the change from the previous (table `delta`);
+        unflagged places are 0."""
+        ids: list[int] = []
+        for per_channel in coded:
+            for row in per_channel:
+                n = sum(row)
+                ids += [first] + [delta] * (n - 1) if n else []
+        flat, escapes = self.block(rans, ids)
+        values, at = [], 0
+        for per_channel in coded:
+            out = []
+            for row in per_channel:
+                running, line = 0, []
+                for flagged in row:
+                    if flagged:
+                        running += flat[at]
+                        at += 1
+                    line.append(running if flagged else 0)
+                out.append(line)
+            values.append(out)
+        return values, escapes
+
     def noise(self, rans: Rans, coefficients: list[list[list[int]]], frames: int
               ) -> tuple[list[list[list[int]]], int]:
         """Step 5: a correction for each (c, b, s) whose band holds a zero symbol in the
         segment; a band's first with table B*L + 2, later ones as changes (B*L + 3)."""
         seg = self.layout["noise_segment"]
         segments = -(-frames // seg)
-        ch = len(coefficients)
-        coded = [[[any(coefficients[c][k][f] == 0
+        coded = [[[any(channel[k][f] == 0
                        for k in range(self.edges[b], self.edges[b + 1])
                        for f in range(s * seg, min(frames, (s + 1) * seg)))
-                   for s in range(segments)] for b in range(self.B)] for c in range(ch)]
-        ids: list[int] = []
-        for c in range(ch):
-            for b in range(self.B):
-                n = sum(coded[c][b])
-                ids += [self.side + 2] + [self.side + 3] * (n - 1) if n else []
-        flat, escapes = self.block(rans, ids)
-        noise = [[[0] * segments for _ in range(self.B)] for _ in range(ch)]
-        at = 0
-        for c in range(ch):
-            for b in range(self.B):
-                running = 0
-                for s in range(segments):
-                    if coded[c][b][s]:
-                        running += flat[at]
-                        at += 1
-                        noise[c][b][s] = running
+                   for s in range(segments)] for b in range(self.B)] for channel in coefficients]
+        noise, escapes = self.first_delta(rans, coded, self.side + 2, self.side + 3)
         low, high = self.layout["noise_low"], self.layout["noise_high"]
         if any(not low <= n <= high for c in noise for b in c for n in b):
             raise Malformed("a noise-fill correction is outside noise_low..noise_high")
@@ -199,32 +208,17 @@ class RefChunkDecoder:
         region's bins hold a zero symbol in frame f; a region's first with table
         B*L*K + 4, later ones as changes (B*L*K + 5)."""
         regions = self.layout.get("envelope_edges", [])
-        R, ch = max(len(regions) - 1, 0), len(coefficients)
-        if not R:
-            return [[] for _ in range(ch)], 0
-        bins = [(self.edges[regions[r]], self.edges[regions[r + 1]]) for r in range(R)]
-        coded = [[[any(coefficients[c][k][f] == 0 for k in range(*bins[r]))
-                   for f in range(frames)] for r in range(R)] for c in range(ch)]
-        ids: list[int] = []
-        for c in range(ch):
-            for r in range(R):
-                n = sum(coded[c][r])
-                ids += [self.side + 4] + [self.side + 5] * (n - 1) if n else []
-        flat, escapes = self.block(rans, ids)
-        out = [[[0] * frames for _ in range(R)] for _ in range(ch)]
-        at = 0
-        for c in range(ch):
-            for r in range(R):
-                running = 0
-                for f in range(frames):
-                    if coded[c][r][f]:
-                        running += flat[at]
-                        at += 1
-                        out[c][r][f] = running
+        bins = [(self.edges[regions[r]], self.edges[regions[r + 1]])
+                for r in range(len(regions) - 1)]
+        if not bins:
+            return [[] for _ in coefficients], 0
+        coded = [[[any(channel[k][f] == 0 for k in range(*span)) for f in range(frames)]
+                  for span in bins] for channel in coefficients]
+        envelope, escapes = self.first_delta(rans, coded, self.side + 4, self.side + 5)
         low, high = self.layout["envelope_low"], self.layout["envelope_high"]
-        if any(not low <= v <= high for c in out for r in c for v in r):
+        if any(not low <= v <= high for c in envelope for r in c for v in r):
             raise Malformed("an envelope value is outside envelope_low..envelope_high")
-        return out, escapes
+        return envelope, escapes
 
     def table_of(self, step: int, g: int, k: int, previous: list[int] | None = None) -> int:
         """Step 4: t = (band(k) * L + l) * K + context, from integers with floor shifts;
