@@ -47,6 +47,30 @@ def measure(prior: Prior, symbols: SymbolSet) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
+def thread_check(model, symbols: SymbolSet, layout, chunks: int = 40,
+                 threads: tuple[int, ...] = (1, 2, 4)) -> str:
+    """Are the float model's logits bit-identical across CPU thread counts? (They must
+    be, and across machines, before a model could choose a decoder's probabilities.)"""
+    from codec.context.bits import chunk_batch
+    before = torch.get_num_threads()
+    runs = []
+    for n in threads:
+        torch.set_num_threads(n)
+        with torch.inference_mode():
+            runs.append([model(*_inputs(chunk_batch(symbols.chunk(i), layout)))[1].numpy()
+                         for i in range(min(chunks, symbols.num_chunks))])
+    torch.set_num_threads(before)
+    diff = max((float(np.abs(a - b).max()) for run in runs[1:] for a, b in zip(runs[0], run)),
+               default=0.0)
+    same = "yes" if diff == 0.0 else "no"
+    return (f"Float logits bit-identical with {', '.join(map(str, threads))} CPU threads "
+            f"(first {chunks} chunks): {same} (largest difference {diff:.3g}).")
+
+
+def _inputs(batch):
+    return batch.q, batch.gains, batch.steps, batch.levels
+
+
 def summarize(symbols: SymbolSet, table: np.ndarray, model: np.ndarray) -> list[dict]:
     """Per kind and overall rows of FIELDS (bits per second of audio)."""
     kinds = symbols.clip_kind[symbols.chunk_clip]
@@ -69,7 +93,7 @@ def summarize(symbols: SymbolSet, table: np.ndarray, model: np.ndarray) -> list[
     return rows
 
 
-def render(rows: list[dict], command: str, weights: str) -> str:
+def render(rows: list[dict], command: str, weights: str, threads: str = "") -> str:
     head = ("| kind | seconds | coded bit/s | tables: coef / gain / noise | side (both) | "
             "model: coef / gain / noise | saving coef+gain | saving noise | "
             "**saving vs coded** |")
@@ -88,6 +112,8 @@ def render(rows: list[dict], command: str, weights: str) -> str:
                      f"{r['side_bps']} | {r['model_coef_bps']} / {r['model_gain_bps']} / "
                      f"{r['model_noise_bps']} | {r['saving_coef_gain_pct']} % | "
                      f"{r['saving_noise_pct']} % | **{r['saving_total_pct']} %** |")
+    if threads:
+        lines += ["", threads]
     return "\n".join(lines) + "\n"
 
 
@@ -116,13 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"measured {symbols.num_chunks} chunks in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
     rows = summarize(symbols, table, neural)
+    threads = thread_check(model, symbols, layout)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "context_bits.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     command = "python -m bench.context_bits " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = render(rows, command.strip(), args.weights or "codec/pretrained/aec-base.context")
+    text = render(rows, command.strip(), args.weights or "codec/pretrained/aec-base.context",
+                  threads)
     (args.out / "context_bits.md").write_text(text)
     print(text)
     return 0

@@ -36,8 +36,6 @@ HISTORY = 16
 EMA_DECAY = 0.75
 """Decay per frame of the two exponential averages of the past."""
 GAIN_DELTA = 8
-GAIN_HISTORY = 8
-"""Past gains the gain head of a version-2 model reads (besides the last two)."""
 """Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
 
 
@@ -52,7 +50,6 @@ class ContextConfig:
     alphabet: int = 6             # A: classes -A..A plus escape
     hidden: int = 24
     num_steps: int = 256
-    version: int = 1              # 2: a per-bin embedding and GAIN_HISTORY past gains
 
     @property
     def classes(self) -> int:
@@ -99,9 +96,6 @@ class ContextModel(nn.Module):
         self.head = nn.Conv2d(h, config.classes, 1)
         self.gain_prev = nn.Embedding(config.gain_max + 2, h)   # last index: none
         self.gain_prev2 = nn.Embedding(config.gain_max + 2, h)
-        if config.version >= 2:
-            self.bin = nn.Parameter(torch.zeros(h, 1, c))
-            self.gain_hist = nn.Linear(2 * GAIN_HISTORY, h)
         self.gain_step = nn.Embedding(config.num_steps, h)
         self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
                                       nn.Linear(h, config.gain_max + 1))
@@ -134,11 +128,9 @@ class ContextModel(nn.Module):
         none = self.config.gain_max + 1
         g_prev, g_prev2 = gains[:, HISTORY - 1:-1], gains[:, HISTORY - 2:-2]
         step = steps[:, HISTORY:].clamp(0, self.config.num_steps - 1)
-        x = (summary + self.gain_prev(torch.where(g_prev < 0, none, g_prev))
-             + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2)) + self.gain_step(step))
-        if self.config.version >= 2:
-            x = x + self.gain_hist(_gain_history(gains, self.config.gain_max))
-        return self.gain_out(x)
+        return self.gain_out(summary + self.gain_prev(torch.where(g_prev < 0, none, g_prev))
+                             + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
+                             + self.gain_step(step))
 
     def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor) -> Tensor:
         """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain."""
@@ -148,20 +140,8 @@ class ContextModel(nn.Module):
         table = self.band_of_bin[None, None, :] * self.config.levels + levels[:, :, None]
         cond = self.table(table).permute(0, 3, 1, 2)                # [B, h, T, C]
         cond = cond + (self.delta(delta) + summary).transpose(1, 2)[..., None]
-        if self.config.version >= 2:
-            cond = cond + self.bin
         z = F.silu(self.mix(F.silu(x + cond)))
         return self.head(z).permute(0, 2, 3, 1)
-
-
-def _gain_history(gains: Tensor, gain_max: int) -> Tensor:
-    """gains [B, T + H] -> [B, T, 2 * GAIN_HISTORY]: the last GAIN_HISTORY gains before each
-    of the last T frames (scaled to 0..1) and whether each exists (-1: before the chunk)."""
-    frames = gains.shape[1] - HISTORY
-    past = torch.stack([gains[:, HISTORY - k: HISTORY - k + frames]
-                        for k in range(1, GAIN_HISTORY + 1)], dim=-1)
-    exists = (past >= 0).float()
-    return torch.cat([past.clamp_min(0).float() / gain_max * exists, exists], dim=-1)
 
 
 def frame_levels(layout: ScaleLayout, gains: NDArray[np.integer],
