@@ -156,3 +156,42 @@ def test_cli_generate_force_and_json(tiny_weights, tmp_path, capsys) -> None:
     assert cli.main([*args, "-f", "--temperature", "-1"]) == 2
     assert cli.main([*args, "-f", "-q"]) == 0 and out.read_bytes() == before
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes) -> None:
+    """Changing a frame's own symbols changes none of its logits, except that a 2-pass
+    model's second-pass (odd) bins see the first-pass (even) bins."""
+    from codec.context.bits import chunk_batch
+    from codec.context.model import first_pass
+    torch.manual_seed(0)
+    layout = codec.model.config.layout()
+    model = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=passes)).eval()
+    model.set_layout(layout)
+    batch = chunk_batch(chunks[0][0], layout)
+    with torch.no_grad():
+        _, before = model(batch.q, batch.gains, batch.steps, batch.levels)
+        last = batch.q.shape[1] - 1
+        even = first_pass(batch.q.shape[-1])
+        for changed in (~even, even):
+            q = batch.q.clone()
+            q[0, last, changed] += 3
+            _, after = model(q, batch.gains, batch.steps, batch.levels)
+            same = torch.equal(after[0, -1], before[0, -1])
+            if passes == 1 or bool(changed[1]):           # odd bins changed: nothing moves
+                assert same
+            else:                                         # even bins changed
+                assert torch.equal(after[0, -1, even], before[0, -1, even])
+                assert not torch.equal(after[0, -1, ~even], before[0, -1, ~even])
+            assert torch.equal(after[0, :-1], before[0, :-1])
+
+
+def test_two_pass_generation_is_deterministic(codec, tmp_path, one_thread) -> None:
+    torch.manual_seed(0)
+    model = ContextModel(ContextConfig.for_layout(codec.model.config.layout(), hidden=4,
+                                                  passes=2))
+    meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
+    weights, _ = store.export(model, meta, tmp_path, "two")
+    a, _ = codec.generate(0.2, seed=2, weights=str(weights))
+    b, _ = codec.generate(0.2, seed=2, weights=str(weights))
+    assert np.array_equal(a, b) and np.all(np.isfinite(a))

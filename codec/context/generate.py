@@ -26,7 +26,8 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from codec import audio as audio_io
-from codec.context.model import HISTORY, ContextModel, frame_levels
+from codec.context.model import (HISTORY, ContextModel, current_features, first_pass,
+                                 frame_levels)
 from codec.context.symbols import KBPS, stream_symbols
 
 
@@ -126,12 +127,27 @@ class Sampler:
             gains[t] = int(gain[0, 0])
             gt = torch.from_numpy(gains[window])[None]
             level = torch.from_numpy(frame_levels(self.layout, gains[t:t + 1], steps[t:t + 1]))
-            logits = self.model.coef_logits(x, summary, gt, level[None])
-            classes = _sample(logits, self.temperature, self.generator)[0, 0]
-            q[t] = _symbols(classes, self.model.config.alphabet, self.generator).numpy()
+            q[t] = self._frame(x, summary, gt, level[None])
             bar.update(1)
         bar.close()
         return q[HISTORY:HISTORY + count], gains[HISTORY:HISTORY + count]
+
+
+    def _sample_bins(self, logits: Tensor) -> NDArray[np.int64]:
+        classes = _sample(logits, self.temperature, self.generator)[0, 0]
+        return _symbols(classes, self.model.config.alphabet, self.generator).numpy()
+
+    def _frame(self, x: Tensor, summary: Tensor, gains: Tensor, level: Tensor
+               ) -> NDArray[np.int64]:
+        """One frame's symbols: all bins at once, or (2-pass model) the first-pass bins,
+        then the others given them."""
+        q = self._sample_bins(self.model.coef_logits(x, summary, gains, level))
+        if self.model.config.passes == 1:
+            return q
+        known = first_pass(q.size)
+        current = current_features(torch.from_numpy(q)[None, None], known)
+        second = self._sample_bins(self.model.coef_logits(x, summary, gains, level, current))
+        return np.where(known.numpy(), q, second)
 
 
 def _bar(total: int, enabled: bool) -> Any:

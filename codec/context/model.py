@@ -50,6 +50,7 @@ class ContextConfig:
     alphabet: int = 6             # A: classes -A..A plus escape
     hidden: int = 24
     num_steps: int = 256
+    passes: int = 1               # 2: odd bins also see the frame's decoded even bins
 
     @property
     def classes(self) -> int:
@@ -99,6 +100,8 @@ class ContextModel(nn.Module):
         self.gain_step = nn.Embedding(config.num_steps, h)
         self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
                                       nn.Linear(h, config.gain_max + 1))
+        if config.passes == 2:
+            self.current = nn.Conv2d(3, h, (1, 5), padding=(0, 2))
         self.noise: nn.Module | None = None    # a `codec.context.noise.NoiseModel`, optional
         with torch.no_grad():                  # start near the truth: most symbols are 0
             self.head.bias[config.alphabet] += 4.0
@@ -114,8 +117,14 @@ class ContextModel(nn.Module):
         """q [B, T + H, C] (history first), gains and steps [B, T + H] (-1 where no frame
         precedes in the chunk), levels [B, T] of the last T frames -> logits."""
         x, summary = self.encode_past(q)
-        return (self.gain_logits(summary, gains, steps),
-                self.coef_logits(x, summary, gains, levels))
+        gain = self.gain_logits(summary, gains, steps)
+        first = self.coef_logits(x, summary, gains, levels)
+        if self.config.passes == 1:
+            return gain, first
+        now = q[:, HISTORY:]
+        known = first_pass(now.shape[-1])
+        second = self.coef_logits(x, summary, gains, levels, current_features(now, known))
+        return gain, torch.where(known.to(now.device)[None, None, :, None], first, second)
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
@@ -132,16 +141,34 @@ class ContextModel(nn.Module):
                              + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
                              + self.gain_step(step))
 
-    def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor) -> Tensor:
-        """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain."""
+    def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor,
+                    current: Tensor | None = None) -> Tensor:
+        """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain
+        (and, for the second pass of a 2-pass model, `current_features` of the bins of
+        this frame decoded in the first pass; None: the first pass)."""
         g_now, g_prev = gains[:, HISTORY:], gains[:, HISTORY - 1:-1]
         delta = (g_now - g_prev).clamp(-GAIN_DELTA, GAIN_DELTA) + GAIN_DELTA
         delta = torch.where(g_prev < 0, 2 * GAIN_DELTA + 1, delta)
         table = self.band_of_bin[None, None, :] * self.config.levels + levels[:, :, None]
         cond = self.table(table).permute(0, 3, 1, 2)                # [B, h, T, C]
         cond = cond + (self.delta(delta) + summary).transpose(1, 2)[..., None]
+        if self.config.passes == 2 and current is not None:
+            cond = cond + self.current(current)
         z = F.silu(self.mix(F.silu(x + cond)))
         return self.head(z).permute(0, 2, 3, 1)
+
+
+def first_pass(bins: int) -> Tensor:
+    """[C] bool: the bins a 2-pass model predicts first (the even ones)."""
+    return torch.arange(bins) % 2 == 0
+
+
+def current_features(q: Tensor, known: Tensor) -> Tensor:
+    """q [B, T, C] of the current frames, known [C] bool -> [B, 3, T, C]: signed and
+    absolute log-magnitude of the known bins (0 elsewhere) and the known mask."""
+    mask = known.to(q.device).float()[None, None, :].expand(q.shape)
+    a = torch.log1p(q.abs().float()) * mask
+    return torch.stack([torch.sign(q.float()) * a, a, mask], dim=1)
 
 
 def frame_levels(layout: ScaleLayout, gains: NDArray[np.integer],

@@ -157,6 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--hidden", type=int, default=24)
+    p.add_argument("--passes", type=int, default=1, choices=(1, 2),
+                   help="2: odd bins also condition on the frame's even bins (two passes)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--noise-steps", type=int, default=3000,
                    help="steps of the noise-fill model, trained after the frame model (0: none)")
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     codec = Codec.load(device="cpu")
     layout = codec.model.config.layout()
     symbols = load_or_extract(args.data, args.cache, "train", args.minutes_per_kind, codec)
-    config = ContextConfig.for_layout(layout, hidden=args.hidden)
+    config = ContextConfig.for_layout(layout, hidden=args.hidden,
+                                      passes=args.passes)
     trainer = Trainer(symbols, layout, config, args.steps, args.batch, args.length, args.lr)
     stop = run(trainer, args.out, args.budget_s)
     if stop.reason:
