@@ -107,9 +107,9 @@ class Sampler:
                ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """`count` new frames after the context: symbols [count, C], gains [count]."""
         bins = self.model.config.bins
-        q = np.zeros((HISTORY + count + 1, bins), np.int64)
-        gains = np.full(HISTORY + count + 1, -1, np.int64)
-        steps = np.full(HISTORY + count + 1, -1, np.int64)
+        q = np.zeros((HISTORY + count, bins), np.int64)
+        gains = np.full(HISTORY + count, -1, np.int64)
+        steps = np.full(HISTORY + count, -1, np.int64)
         past = min(HISTORY, len(context.gains))
         if past:
             q[HISTORY - past:HISTORY] = context.q[-past:]
@@ -131,7 +131,6 @@ class Sampler:
             bar.update(1)
         bar.close()
         return q[HISTORY:HISTORY + count], gains[HISTORY:HISTORY + count]
-
 
     def _sample_bins(self, logits: Tensor) -> NDArray[np.int64]:
         classes = _sample(logits, self.temperature, self.generator)[0, 0]
