@@ -50,10 +50,10 @@ class DenoiseConfig:
     """Sizes of the mask net, stored as JSON in the weights file's metadata."""
 
     bins: int = 320
-    hidden: int = 128
-    layers: int = 4
-    kernel: int = 5
-    dilations: tuple[int, ...] = ()      # one per layer; () means all 1
+    hidden: int = 160
+    layers: int = 5
+    kernel: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1)   # one per layer; () means all 1
     version: int = 1
 
     def dilation(self, layer: int) -> int:

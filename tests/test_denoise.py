@@ -169,3 +169,18 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.mask.out.weight, torch.zeros_like(a.mask.out.weight))
     shutil.rmtree(tmp_path / "corpus")
+
+
+def test_shipped_denoiser_removes_white_noise(codec, noisy) -> None:
+    """The shipped denoiser (codec/pretrained/aec-base.denoise.safetensors) on the speech
+    clip at 5 dB white-noise SNR, 12 kbps: measured 10.0 dB SI-SDR against 2.3 dB for plain
+    encoding; the bound is loose. (On this clip's clean input it does badly: see the
+    model card.)"""
+    from codec import metrics
+
+    audio, rate = noisy
+    clean, _ = read_clip(SPEECH)
+    clean = clean[0, : len(audio)]
+    plain = codec.decode(codec.encode(audio, rate, 12))[0][0]
+    denoised = codec.decode(codec.encode(audio, rate, 12, denoise=True))[0][0]
+    assert metrics.si_sdr_db(clean, denoised) > metrics.si_sdr_db(clean, plain) + 4.0

@@ -36,7 +36,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +64,10 @@ class DenoiseTrainConfig:
     warmup_steps: int = 100
     logspec_weight: float = 0.5
     rate_weight: float = 0.02
-    speech_clips: int = 1500
-    music_clips: int = 160
-    sfx_clips: int = 500
-    clean_share: float = 0.12
+    speech_clips: int = 4000
+    music_clips: int = 300
+    sfx_clips: int = 1000
+    clean_share: float = 0.2
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -187,13 +187,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speech-clips", type=int, default=DenoiseTrainConfig.speech_clips)
     parser.add_argument("--music-clips", type=int, default=DenoiseTrainConfig.music_clips)
     parser.add_argument("--sfx-clips", type=int, default=DenoiseTrainConfig.sfx_clips)
-    parser.add_argument("--clean-share", type=float, default=DenoiseTrainConfig.clean_share,
-                        help="share of examples left clean")
+    parser.add_argument("--clean-share", type=float, default=None,
+                        help=f"share of examples left clean (default "
+                             f"{DenoiseTrainConfig.clean_share}; on a resume: the run's own, "
+                             f"unless given: a fine-tune phase)")
     parser.add_argument("--hidden", type=int, default=DenoiseConfig.hidden)
     parser.add_argument("--layers", type=int, default=DenoiseConfig.layers)
     parser.add_argument("--kernel", type=int, default=DenoiseConfig.kernel)
-    parser.add_argument("--dilations", default="",
-                        help="comma-separated, one per layer (default: all 1)")
+    parser.add_argument("--dilations", default=",".join(map(str, DenoiseConfig.dilations)),
+                        help="comma-separated, one per layer ('' : all 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--log-every", type=int, default=50)
@@ -230,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint"
     config = DenoiseTrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                 speech_clips=args.speech_clips, music_clips=args.music_clips,
-                                sfx_clips=args.sfx_clips, clean_share=args.clean_share)
+                                sfx_clips=args.sfx_clips)
     if (checkpoint / "state.json").is_file():   # a resume keeps the run's own settings
         saved = json.loads((checkpoint / "state.json").read_text())
         config = DenoiseTrainConfig(**{**saved["train_config"], "steps": args.steps})
@@ -240,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
         dilations = tuple(int(d) for d in args.dilations.split(",") if d)
         net_config = DenoiseConfig(bins=bins, hidden=args.hidden, layers=args.layers,
                                    kernel=args.kernel, dilations=dilations)
+    if args.clean_share is not None:
+        config = replace(config, clean_share=args.clean_share)
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)
