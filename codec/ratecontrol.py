@@ -15,7 +15,7 @@ Stereo chunks are coded as mid/side when that is cheaper at the chosen step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from codec.chunkcoder import (ChunkSymbols, chunk_bits, encode_chunk, frame_step
                                noise_bits, symbol_bits)
 from codec.entropy import CdfTable, payload_bound_bits
 from codec.model.transform import TransformQuantizer, frame_gains, quantize
-from codec.scales import NUM_STEPS, ScaleLayout
+from codec.scales import NUM_STEPS, ScaleLayout, zero_segments
 
 MAX_CHUNK_SHARE = 3.0
 """A chunk may spend at most this many times the average per-frame budget."""
@@ -190,4 +190,27 @@ class _Candidates:
             else:
                 step, split = step + 1, frames
             chosen = self.symbols(step, exact=True, split=split)
+        for thrift in (flat_envelope, flat_noise):
+            if self.controller._bits(chosen) <= target:
+                break
+            chosen = thrift(chosen, self.controller.layout)
         return chosen
+
+
+def flat_envelope(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:
+    """The chunk without its noise-fill envelope (all 0: the cheapest values to code)."""
+    return replace(symbols, envelope=None)
+
+
+def flat_noise(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:
+    """The chunk with one noise-fill correction per (channel, band), the median of its
+    coded segments' (their changes then cost the least), and no envelope: the fill keeps
+    about its level but not its shape over time. Where even the coarsest step leaves a
+    chunk over its share, this is what its side information shrinks to."""
+    noise = symbols.noise
+    coded = zero_segments(layout, symbols.coefficients)
+    counts = np.maximum(coded.sum(axis=-1, keepdims=True), 1)
+    ordered = np.sort(np.where(coded, noise, np.iinfo(np.int64).max), axis=-1)
+    median = np.take_along_axis(ordered, (counts - 1) // 2, axis=-1)
+    flat = np.where(coded, median, 0)
+    return replace(symbols, noise=flat.astype(np.int64), envelope=None)

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec import Codec, metrics
+from codec import Codec, chunkcoder, metrics
+from codec.chunkcoder import ChunkSymbols
 from codec.errors import UsageError
+from codec.scales import zero_segments
 
 from conftest import DATA
 
@@ -83,3 +85,35 @@ def test_an_empty_input_is_an_empty_stream(codec: Codec) -> None:
     data = codec.encode(np.zeros(0, np.float32), 24000, kbps=6.0)
     audio, rate = codec.decode(data)
     assert audio.shape == (1, 0) and rate == 24000
+
+
+def test_side_information_shrinks_when_the_coarsest_step_is_over_budget(
+        codec: Codec, stereo: tuple[np.ndarray, int]) -> None:
+    """Where even the coarsest step's noise-fill side information is over a chunk's
+    share (5 s of stereo music at 3 kbps), the encoder drops the envelope, then keeps one
+    correction per band, and the file lands under K."""
+    from codec import ratecontrol
+
+    x, rate = stereo
+    layout, tables = codec.model.config.layout(), codec.model.tables
+    rng = np.random.default_rng(0)
+    coefficients = np.where(rng.random((2, 320, 30)) < 0.9, 0, 1)
+    noise = rng.integers(layout.noise_low, layout.noise_high + 1,
+                         (2, layout.num_bands, layout.noise_segments(30)))
+    noise[~zero_segments(layout, coefficients)] = 0
+    envelope = rng.integers(-3, 4, (2, layout.envelope_regions, 30))
+    symbols = ChunkSymbols(200, False, np.full((2, 30), 20), noise, coefficients, None,
+                           envelope)
+    flat = ratecontrol.flat_noise(symbols, layout)
+    assert flat.envelope is None
+    assert np.all(flat.noise[~zero_segments(layout, coefficients)] == 0)
+    for c in range(2):
+        for b in range(layout.num_bands):
+            coded = flat.noise[c, b][zero_segments(layout, coefficients)[c, b]]
+            assert len(set(coded.tolist())) <= 1                     # one value per band
+    bits = [chunkcoder.noise_bits(s, layout, tables)
+            for s in (symbols, ratecontrol.flat_envelope(symbols, layout), flat)]
+    assert bits[0] > bits[1] > bits[2]
+    clip = x[:, : 5 * rate]
+    data = codec.encode(clip, rate, kbps=3.0)
+    assert len(data) * 8 / 5.0 / 1000 <= 3.0
