@@ -174,6 +174,15 @@ class CdfTable:
         return out
 
     @cached_property
+    def _offset64(self) -> NDArray[np.int64]:
+        return self.offset.astype(np.int64)
+
+    @cached_property
+    def _escape64(self) -> NDArray[np.int64]:
+        """The escape entry of each table (its last)."""
+        return self.length.astype(np.int64) - 1
+
+    @cached_property
     def _models(self) -> list[_Model]:
         """One constriction model per table, reproducing the integer table exactly."""
         shift = CODER_PRECISION - self.precision
@@ -294,12 +303,21 @@ def _coded_indices(symbols: NDArray[np.int64], rows: NDArray[np.int64],
 
     `rows` holds the table of each symbol, or of each row of a 2-d `symbols`.
     """
+    index, escaped = _entry_indices(symbols, rows, tables)
+    return index.astype(np.int32), escaped
+
+
+def _entry_indices(symbols: NDArray[np.int64], rows: NDArray[np.int64],
+                   tables: CdfTable) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """`_coded_indices` as int64. A negative index compares as a huge unsigned one, so
+    one unsigned comparison finds both ends of the direct range (the rate search calls
+    this for every candidate step: it is on the encoder's hot path)."""
     shape = (-1, 1) if symbols.ndim == 2 else (-1,)
-    offset = tables.offset.astype(np.int64)[rows].reshape(shape)
-    escape = tables.length.astype(np.int64)[rows].reshape(shape) - 1
-    index = symbols - offset
-    escaped = (index < 0) | (index >= escape)
-    return np.where(escaped, escape, index).astype(np.int32), escaped
+    offset = tables._offset64[rows].reshape(shape)
+    escape = np.ascontiguousarray(tables._escape64[rows].reshape(shape))
+    index = np.ascontiguousarray(np.asarray(symbols, dtype=np.int64) - offset)
+    escaped = index.view(np.uint64) >= escape.view(np.uint64)
+    return np.where(escaped, escape, index), escaped
 
 
 def _check_symbols(symbols: NDArray[Any]) -> NDArray[np.int64]:
@@ -456,8 +474,9 @@ def ideal_bits(symbols: NDArray[np.int32], table_index: NDArray[np.int32],
 def block_bits(symbols: NDArray[np.int64], table_of: NDArray[np.int64],
                tables: CdfTable) -> float:
     """Ideal bits of one block (`push_block`'s symbols and tables), escapes included."""
-    index, escaped = _coded_indices(symbols, table_of, tables)
-    total = float(tables.costs[table_of, index].sum())
+    index, escaped = _entry_indices(symbols, table_of, tables)
+    costs = tables.costs
+    total = float(np.take(costs.reshape(-1), table_of * costs.shape[1] + index).sum())
     if not escaped.any():
         return total
     widths, _, sizes = _escape_pieces(symbols[escaped])

@@ -26,6 +26,7 @@ STEP_OFFSET = 20
 """A step index s stands for a quantizer step 2**(s/8 - 20)."""
 CONTEXT_THRESHOLDS = (1, 3, 7, 15)
 """Context class of a symbol = how many of these its previous-frame neighbourhood reaches."""
+_THRESHOLDS = np.asarray(CONTEXT_THRESHOLDS, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def context_classes(layout: ScaleLayout, previous: NDArray[np.integer]) -> NDArr
     m = 2 * a
     m[..., 1:] += a[..., :-1]
     m[..., :-1] += a[..., 1:]
-    classes = sum((m >= t).astype(np.int64) for t in CONTEXT_THRESHOLDS)
+    classes = np.searchsorted(_THRESHOLDS, m, side="right")     # thresholds <= m
     return np.minimum(classes, layout.contexts - 1)
 
 
