@@ -15,6 +15,7 @@ Stereo chunks are coded as mid/side when that is cheaper at the chosen step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -40,6 +41,10 @@ def mid_side(y: torch.Tensor) -> torch.Tensor:
 
 CHUNK_FIXED_BITS = CHUNK_RECORD_BITS + 64 + 8 + 16
 """Bits every chunk costs whatever its length: record, coder flush, step and split."""
+MAX_SIDE_SHARE = 0.8
+"""Above this share of a chunk's target, the noise fill's side information is thrifted
+(no envelope, then one correction per band) before any step is searched: at 2 kbps it
+would otherwise leave no bits for the coefficients at all."""
 MIN_FRAME_BITS = 2.0
 """Payload bits a frame needs at least (gains, noise levels, all-zero symbols)."""
 
@@ -122,18 +127,23 @@ class _Candidates:
         self.zero_noise = np.zeros((y.shape[0], layout.num_bands,
                                     layout.noise_segments(y.shape[-1])), dtype=np.int64)
         self.noise_bits = 0.0
+        self.thrifts: list[Callable[[ChunkSymbols, ScaleLayout], ChunkSymbols]] = []
 
     def symbols(self, step: int, exact: bool = False, split: int | None = None
                 ) -> ChunkSymbols:
-        """Symbols with `step` before frame `split` and step + 1 from it (None: no split)."""
+        """Symbols with `step` before frame `split` and step + 1 from it (None: no split);
+        `exact`: with the noise fill's side information (thrifted as chosen)."""
         layout = self.controller.layout
         frames = self.y.shape[-1]
         steps = frame_step_indices(step, frames if split is None else split, frames)
         q = quantize(self.y, self.gains, steps, layout)
         noise, envelope = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, steps)
                            if exact else (self.zero_noise, None))
-        return ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
-                            q.cpu().numpy(), split, envelope)
+        symbols = ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
+                               q.cpu().numpy(), split, envelope)
+        for thrift in self.thrifts if exact else ():
+            symbols = thrift(symbols, layout)
+        return symbols
 
     def estimate(self, symbols: ChunkSymbols) -> float:
         return symbol_bits(symbols, self.controller.layout, self.controller.tables) + \
@@ -172,29 +182,65 @@ class _Candidates:
         return split
 
     def final(self, target: float, guess: int | None = None) -> ChunkSymbols:
-        """Price the noise block at a first guess of the step (`finest` with the noise
-        unpriced, unless the caller already has it), search the step and the split,
-        then back off while the exact bits are over the target."""
+        """Price the noise fill's side information at a first guess of the step (`finest`
+        with it unpriced, unless the caller already has it), thrift it if it would take
+        more than MAX_SIDE_SHARE of the target, search the step and the split, then back
+        off while the exact bits are over the target."""
         first = self.finest(target) if guess is None else guess
-        priced = self.symbols(first, exact=True)
-        self.noise_bits = noise_bits(priced, self.controller.layout, self.controller.tables)
+        self._choose_thrifts(self.symbols(first, exact=True), target)
         step, frames = self.finest(target), self.y.shape[-1]
         split = frames
         if step > 0:
             step -= 1
             split = self.finest_split(step, target)
-        chosen = self.symbols(step, exact=True, split=split)
-        while self.controller._bits(chosen) > target and (split > 0 or step < NUM_STEPS - 1):
-            if split > 0:
-                split = max(0, split - max(1, frames // 16))
-            else:
-                step, split = step + 1, frames
-            chosen = self.symbols(step, exact=True, split=split)
+        chosen = self._back_off_split(step, split, target)
+        if self._over(chosen, target):
+            coarser = self._coarsest_fitting(step + 1, target).step
+            chosen = self._back_off_split(coarser - 1, self.finest_split(coarser - 1, target),
+                                          target)
+            if self._over(chosen, target):
+                chosen = self.symbols(coarser, exact=True)
         for thrift in (flat_envelope, flat_noise):
-            if self.controller._bits(chosen) <= target:
+            if not self._over(chosen, target):
                 break
             chosen = thrift(chosen, self.controller.layout)
         return chosen
+
+    def _choose_thrifts(self, priced: ChunkSymbols, target: float) -> None:
+        """Set `noise_bits` (and `thrifts`, where the side information is too big a share)."""
+        layout, tables = self.controller.layout, self.controller.tables
+        self.noise_bits = noise_bits(priced, layout, tables)
+        for thrift in (flat_envelope, flat_noise):
+            if self.noise_bits <= MAX_SIDE_SHARE * target:
+                return
+            self.thrifts.append(thrift)
+            priced = thrift(priced, layout)
+            self.noise_bits = noise_bits(priced, layout, tables)
+
+    def _back_off_split(self, step: int, split: int, target: float) -> ChunkSymbols:
+        """Exact symbols at (step, split), the split lowered while they are over the target
+        (at split 0 every frame takes step + 1)."""
+        frames = self.y.shape[-1]
+        chosen = self.symbols(step, exact=True, split=split)
+        while self._over(chosen, target) and split > 0:
+            split = max(0, split - max(1, frames // 16))
+            chosen = self.symbols(step, exact=True, split=split)
+        return chosen
+
+    def _over(self, symbols: ChunkSymbols, target: float) -> bool:
+        return self.controller._bits(symbols) > target
+
+    def _coarsest_fitting(self, lo: int, target: float) -> ChunkSymbols:
+        """Bisection on the exact bits over steps lo..255 (no split): the finest that fits,
+        or the coarsest."""
+        hi = NUM_STEPS - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._over(self.symbols(mid, exact=True), target):
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.symbols(min(lo, NUM_STEPS - 1), exact=True)
 
 
 def flat_envelope(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:

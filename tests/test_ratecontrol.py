@@ -117,3 +117,22 @@ def test_side_information_shrinks_when_the_coarsest_step_is_over_budget(
     clip = x[:, : 5 * rate]
     data = codec.encode(clip, rate, kbps=3.0)
     assert len(data) * 8 / 5.0 / 1000 <= 3.0
+
+
+def test_side_information_is_thrifted_before_the_coefficients_starve(
+        codec: Codec, speech: tuple[np.ndarray, int]) -> None:
+    """At 2 kbps the full noise-fill side information would take more than MAX_SIDE_SHARE
+    of each chunk: it is thrifted first, so coefficients are still coded."""
+    import io
+
+    from codec.format import StreamReader
+
+    x, rate = speech
+    data = codec.encode(x, rate, kbps=2.0)
+    assert len(data) * 8 / (len(x) / rate) / 1000 <= 2.0
+    reader = StreamReader(io.BytesIO(data))
+    layout, tables = codec.model.config.layout(), codec.model.tables
+    chunks = [chunkcoder.decode_chunk(c.payload, layout, tables, 1, c.num_frames)
+              for c in reader.chunks()]
+    assert sum(int(np.count_nonzero(c.coefficients)) for c in chunks) > 100
+    assert all(c.envelope is None or not c.envelope.any() for c in chunks)
