@@ -16,6 +16,11 @@ frames, exponential averages over HISTORY frames) go through convolutions along
 frequency; a frame summary (their mean over bins) carries global state; the
 current frame's table base (band x level, exactly what the frozen tables key on)
 and its gain change are added as embeddings. Small (tens of kB), CPU-friendly.
+
+With ``passes=2`` (the shipped model) a frame is predicted in two passes: the
+even bins from the past only, then the odd bins from the past and the frame's
+even bins (`current_features`), as a decoder that decodes the even bins first
+could do. Training and measuring run both passes in one forward call.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Train the context model on the train split's 6 kbps symbols (resumable, CPU).
 
     python -m codec.context.train --data /work/corpus --out runs/context \
-        [--cache DIR] [--minutes-per-kind 25] [--steps 6000] [--budget-s 2100] [--export]
+        [--cache DIR] [--minutes-per-kind 25] [--steps 2400] [--passes 2] [--budget-s 1800] \
+        [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
 --cache). Only split=train is read. The run stops cleanly on SIGINT/SIGTERM or at
@@ -153,12 +154,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/context"))
     p.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the symbol npz cache")
     p.add_argument("--minutes-per-kind", type=float, default=25.0)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--hidden", type=int, default=24)
-    p.add_argument("--passes", type=int, default=1, choices=(1, 2),
-                   help="2: odd bins also condition on the frame's even bins (two passes)")
+    p.add_argument("--passes", type=int, default=2, choices=(1, 2),
+                   help="2 (shipped): odd bins also condition on the frame's even bins; "
+                        "1: every bin from the past only")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--noise-steps", type=int, default=3000,
                    help="steps of the noise-fill model, trained after the frame model (0: none)")
