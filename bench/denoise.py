@@ -195,15 +195,15 @@ def out_of_domain_line(codec: Codec, scorer: Scorer) -> str:
 
 
 def encode_speed(codec: Codec, items: list[Item]) -> dict[str, float]:
-    """Encode x-realtime, plain and --denoise, on all items (5 dB) joined into one input."""
+    """Encode x-realtime (best of 3), plain and --denoise, on all items at 5 dB joined."""
     audio = np.concatenate([item.mixed(5.0) for item in items])
     codec.encode(audio[:RATE], RATE, 12.0, denoise=True)          # load and warm up
-    speed = {}
-    for denoise in (False, True):
-        t0 = time.perf_counter()
-        codec.encode(audio, RATE, 12.0, denoise=denoise)
-        speed["denoise" if denoise else "plain"] = len(audio) / RATE / (
-            time.perf_counter() - t0)
+    speed = {"plain": 0.0, "denoise": 0.0}
+    for _ in range(3):              # alternating, best of 3: the machine may be shared
+        for key in speed:
+            t0 = time.perf_counter()
+            codec.encode(audio, RATE, 12.0, denoise=key == "denoise")
+            speed[key] = max(speed[key], len(audio) / RATE / (time.perf_counter() - t0))
     return speed
 
 
