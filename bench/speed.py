@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import math
 import shlex
 import sys
 import tempfile
@@ -50,6 +51,8 @@ class SpeedRow:
     decode_s: float
     encode_x_rt: float
     decode_x_rt: float
+    encode_cpu_x_rt: float = math.nan   # aec only: audio seconds per CPU second of the process
+    decode_cpu_x_rt: float = math.nan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_row(codec: str, kbps: float, device: str, batch: int, audio_s: float,
-             encode_s: float, decode_s: float) -> SpeedRow:
+             encode_s: float, decode_s: float,
+             cpu_s: tuple[float, float] = (math.nan, math.nan)) -> SpeedRow:
     return SpeedRow(codec, kbps, device, batch, round(audio_s, 3), encode_s, decode_s,
-                    audio_s / max(encode_s, 1e-9), audio_s / max(decode_s, 1e-9))
+                    audio_s / max(encode_s, 1e-9), audio_s / max(decode_s, 1e-9),
+                    audio_s / max(cpu_s[0], 1e-9), audio_s / max(cpu_s[1], 1e-9))
 
 
 def time_classic(clip: Clip, names: Sequence[str], workdir: Path, repeats: int
@@ -97,14 +102,15 @@ def time_classic(clip: Clip, names: Sequence[str], workdir: Path, repeats: int
 
 
 def _time_roundtrip(codec: Any, audio: NDArray[np.float32], sample_rate: int, kbps: float
-                    ) -> tuple[float, float]:
-    """Wall seconds of one `Codec.encode` and one `Codec.decode` call."""
-    start = time.perf_counter()
+                    ) -> tuple[float, float, float, float]:
+    """Wall seconds of one `Codec.encode` and one `Codec.decode` call, then the CPU
+    seconds this process spent in each (on a busy machine, the steadier figure)."""
+    start, cpu = time.perf_counter(), time.process_time()
     data = codec.encode(audio, sample_rate, kbps=kbps)
-    encode_s = time.perf_counter() - start
-    start = time.perf_counter()
+    encode_s, encode_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     codec.decode(data)
-    return encode_s, time.perf_counter() - start
+    return encode_s, time.perf_counter() - start, encode_cpu, time.process_time() - cpu
 
 
 def time_aec(codec: Any, clip: Clip, device: str, batch: int, repeats: int
@@ -117,7 +123,8 @@ def time_aec(codec: Any, clip: Clip, device: str, batch: int, repeats: int
         runs = [_time_roundtrip(codec, audio, clip.sample_rate, rp.measured_kbps + 1e-6)
                 for _ in range(max(1, repeats))]
         rows.append(make_row("aec", rp.nominal_kbps, device, batch, batch * clip.duration_s,
-                             min(r[0] for r in runs), min(r[1] for r in runs)))
+                             min(r[0] for r in runs), min(r[1] for r in runs),
+                             (min(r[2] for r in runs), min(r[3] for r in runs))))
     return rows
 
 
@@ -162,6 +169,10 @@ def long_clip(args: argparse.Namespace, workdir: Path) -> Clip:
     return clip_sources.concatenate_clips(clips, args.seconds, workdir)
 
 
+def _cpu(x_rt: float) -> str:
+    return "-" if math.isnan(x_rt) else f"{x_rt:.1f}"
+
+
 def write_speed(rows: Sequence[SpeedRow], out: Path, command: str, notes: Sequence[str],
                 clip: Clip) -> None:
     """speed.csv and a speed.md table with the machine context."""
@@ -174,14 +185,19 @@ def write_speed(rows: Sequence[SpeedRow], out: Path, command: str, notes: Sequen
              f"Commit: `{describe_commit()}`  ",
              f"Input: {clip.duration_s:.1f} s of real clips at {clip.sample_rate} Hz, mono; "
              f"{os.cpu_count()} CPU cores, load average {load} at the end", "",
-             "| codec | nominal kbps | device | batch | encode x-rt | decode x-rt |",
-             "|---|---|---|---|---|---|"]
+             "| codec | nominal kbps | device | batch | encode x-rt | decode x-rt | "
+             "encode x-rt per CPU s | decode x-rt per CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.codec} | {r.nominal_kbps:g} | {r.device} | {r.batch} | "
-              f"{r.encode_x_rt:.1f} | {r.decode_x_rt:.1f} |" for r in rows]
+              f"{r.encode_x_rt:.1f} | {r.decode_x_rt:.1f} | {_cpu(r.encode_cpu_x_rt)} | "
+              f"{_cpu(r.decode_cpu_x_rt)} |" for r in rows]
     lines += ["", "Classic codecs: wall time of the command-line tool, start-up and file I/O "
               "included. aec: in-process `Codec.encode`/`decode` after one warm-up call, "
               "at each torch thread count. On a machine whose cores are busy with other "
-              "work, 2 threads can be 10x slower than 1 (threads wait on each other).", ""]
+              "work, 2 threads can be 10x slower than 1 (threads wait on each other). "
+              "x-rt per CPU s divides by the CPU time of the process instead of the wall "
+              "clock: at 1 thread it is what an idle core gives, and other jobs disturb it "
+              "least (classic tools: not measured).", ""]
     lines += [f"- {note}" for note in notes]
     (out / "speed.md").write_text("\n".join(lines) + "\n")
 

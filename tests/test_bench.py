@@ -250,6 +250,9 @@ def test_speed_bench_writes_table(input_dir: Path, tmp_path: Path,
     aec_rows = [r for r in rows if r["codec"] == "aec" and r["device"].startswith("cpu")]
     assert len(aec_rows) == 2
     assert all(float(r["audio_s"]) >= 5.0 and float(r["encode_x_rt"]) > 0 for r in rows)
+    assert all(float(r["encode_cpu_x_rt"]) > 0 and float(r["decode_cpu_x_rt"]) > 0
+               for r in aec_rows)                          # CPU-time speed, aec only
+    assert all(math.isnan(float(r["encode_cpu_x_rt"])) for r in rows if r["codec"] != "aec")
     assert "| aec |" in (out / "speed.md").read_text()
 
 
