@@ -1,7 +1,7 @@
 """Train the context model on the train split's 6 kbps symbols (resumable, CPU).
 
     python -m codec.context.train --data /work/corpus --out runs/context \
-        [--cache DIR] [--minutes-per-kind 25] [--steps 2400] [--passes 2] [--budget-s 1800] \
+        [--cache DIR] [--minutes-per-kind 25] [--steps 1200] [--passes 2] [--budget-s 1800] \
         [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
@@ -154,7 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/context"))
     p.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the symbol npz cache")
     p.add_argument("--minutes-per-kind", type=float, default=25.0)
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--hidden", type=int, default=24)
