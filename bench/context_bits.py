@@ -9,7 +9,8 @@ in bits per second of audio:
 
 - ``coded``: the shipped coder's actual payload bits (chunk payload bytes x 8);
 - ``tables``: the frozen tables' ideal bits on the same symbols, split into
-  coefficients, gains and noise-fill corrections, plus side (step and split);
+  coefficients, gains and noise-fill corrections, plus side (step, split, the
+  noise-fill envelope: everything else the coder sends);
 - ``model``: the context model's cross-entropy on coefficients and gains, its
   noise-fill model's on the corrections, plus the same side bits;
 - savings in %: per part, and of the whole payload against ``coded``.
@@ -103,7 +104,9 @@ def render(rows: list[dict], command: str, weights: str, threads: str = "") -> s
              "second of audio. *coded* = actual payload bits of the shipped coder; "
              "*tables* = the frozen tables' ideal bits (with their previous-frame context); "
              "*noise* = the noise-fill corrections (the model's separate noise-fill model "
-             "when it has one); *side* = step and split, uniform, counted the same for both. "
+             "when it has one); *side* = everything else the coder sends (step, split and the "
+             "noise-fill envelope), which the model does not predict: counted the same for "
+             "both. "
              "*saving vs coded* = 1 - (model coef + gain + noise + side) / coded.", "",
              head, "|" + "---|" * 9]
     for r in rows:
