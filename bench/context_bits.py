@@ -123,8 +123,8 @@ def render(rows: list[dict], command: str, weights: str, threads: str = "") -> s
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.context_bits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default="/work/corpus")
-    p.add_argument("--cache", default="/work/scratch3/context")
+    p.add_argument("--corpus", required=True, help="corpus root (scripts/make_corpus.sh)")
+    p.add_argument("--cache", default="runs/context-cache", help="symbol cache folder")
     p.add_argument("--weights", default=None, help="context model (default: the shipped one)")
     p.add_argument("--minutes-per-kind", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=Path("bench/results"))

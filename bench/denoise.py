@@ -284,7 +284,8 @@ def report(rows: list[dict[str, object]], timing: dict[str, float], speed: dict[
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.denoise",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
+    parser.add_argument("--corpus", type=Path, required=True,
+                        help="corpus root (scripts/make_corpus.sh)")
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--weights", default=None, help="base model (default: shipped)")
     parser.add_argument("--out", type=Path, default=RESULTS)

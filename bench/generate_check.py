@@ -186,7 +186,7 @@ def render(rows: list[dict], speed: float, command: str) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.generate_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default="/work/corpus")
+    p.add_argument("--corpus", required=True, help="corpus root (scripts/make_corpus.sh)")
     p.add_argument("--weights", default=None, help="context model (default: the shipped one)")
     p.add_argument("--per-kind", type=int, default=4)
     p.add_argument("--prompt-s", type=float, default=3.0)

@@ -316,8 +316,8 @@ def write_results(out: Path, results: list[dict[str, object]], command: str,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", type=Path, default=Path("/work/corpus"),
-                   help="corpus folder holding manifest.csv (default: /work/corpus)")
+    p.add_argument("--corpus", type=Path, required=True,
+                   help="corpus folder holding manifest.csv (scripts/make_corpus.sh)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     p.add_argument("--train-per-class", type=int, default=400)

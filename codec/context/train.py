@@ -35,7 +35,7 @@ from codec.context.symbols import KBPS, SymbolSet, load_or_extract
 from codec.scales import ScaleLayout
 from codec.train.stopping import StopFlag
 
-DEFAULT_CACHE = "/work/scratch3/context"
+DEFAULT_CACHE = "runs/context-cache"
 
 
 class Trainer:
@@ -150,7 +150,7 @@ def export_meta(codec: Any, symbols: SymbolSet, trainer: Trainer) -> dict[str, A
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m codec.context.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="/work/corpus", help="corpus root (manifest layout)")
+    p.add_argument("--data", required=True, help="corpus root (manifest layout)")
     p.add_argument("--out", type=Path, default=Path("runs/context"))
     p.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the symbol npz cache")
     p.add_argument("--minutes-per-kind", type=float, default=25.0)
