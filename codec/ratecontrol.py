@@ -195,7 +195,7 @@ class _Candidates:
             split = self.finest_split(step, target)
         chosen = self._back_off_split(step, split, target)
         if self._over(chosen, target):
-            coarser = self._coarsest_fitting(step + 1, target).step
+            coarser = self._finest_fitting(step + 1, target)
             chosen = self._back_off_split(coarser - 1, self.finest_split(coarser - 1, target),
                                           target)
             if self._over(chosen, target):
@@ -230,17 +230,17 @@ class _Candidates:
     def _over(self, symbols: ChunkSymbols, target: float) -> bool:
         return self.controller._bits(symbols) > target
 
-    def _coarsest_fitting(self, lo: int, target: float) -> ChunkSymbols:
-        """Bisection on the exact bits over steps lo..255 (no split): the finest that fits,
-        or the coarsest."""
-        hi = NUM_STEPS - 1
+    def _finest_fitting(self, lo: int, target: float) -> int:
+        """Bisection on the exact bits over steps lo..255 (no split): the finest step that
+        fits, or 255."""
+        lo, hi = min(lo, NUM_STEPS - 1), NUM_STEPS - 1
         while lo < hi:
             mid = (lo + hi) // 2
             if self._over(self.symbols(mid, exact=True), target):
                 lo = mid + 1
             else:
                 hi = mid
-        return self.symbols(min(lo, NUM_STEPS - 1), exact=True)
+        return lo
 
 
 def flat_envelope(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:
