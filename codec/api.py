@@ -58,7 +58,7 @@ from codec.errors import (
     UsageError,
     WeightsError,
 )
-from codec.ratecontrol import RateController, mid_side, minimum_payload_bits
+from codec.ratecontrol import RateController, chunk_floor_bits, mid_side, minimum_payload_bits
 from codec.weights import CodecModel, pick_rate_point
 
 if TYPE_CHECKING:
@@ -693,14 +693,15 @@ class Codec:
         seconds = header.num_samples / header.sample_rate
         fixed = len(header.pack()) + format.END_BLOCK_BYTES + format.INDEX_FIXED_BYTES
         budget = kbps * 1000.0 * seconds - 8.0 * fixed
-        floor = minimum_payload_bits(header.num_chunks, header.num_frames)
+        layout = self.model.config.layout()
+        floor = minimum_payload_bits(header.num_chunks, header.num_frames,
+                                     chunk_floor_bits(layout, header.channels))
         if header.num_frames and budget < floor:   # an empty input is an empty stream
             lowest = (floor + 8.0 * fixed) / 1000.0 / max(seconds, 1e-9)
             raise UsageError(f"--kbps {kbps:g} is too low for {seconds:.3g} s of audio: the "
                              f"stream needs at least {lowest:.3g} kbps (container included)")
-        controller = RateController(self.model.config.layout(), self.model.tables,
-                                    self.model.quantizer, budget, header.num_frames,
-                                    header.num_chunks)
+        controller = RateController(layout, self.model.tables, self.model.quantizer, budget,
+                                    header.num_frames, header.num_chunks, header.channels)
         return (lambda y: controller.code_chunk(y)[0]), controller
 
     def _table_index(self, header: format.StreamHeader) -> NDArray[np.int32]:

@@ -15,7 +15,6 @@ Stereo chunks are coded as mid/side when that is cheaper at the chosen step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,6 +40,9 @@ def mid_side(y: torch.Tensor) -> torch.Tensor:
 
 CHUNK_FIXED_BITS = CHUNK_RECORD_BITS + 64 + 8 + 16
 """Bits every chunk costs whatever its length: record, coder flush, step and split."""
+MAX_THRIFT = 2
+"""Thrift levels of the noise fill's side information: 1 drops the envelope (corrections
+recomputed without it), 2 also keeps one correction per band."""
 MAX_SIDE_SHARE = 0.8
 """Above this share of a chunk's target, the noise fill's side information is thrifted
 (no envelope, then one correction per band) before any step is searched: at 2 kbps it
@@ -49,16 +51,30 @@ MIN_FRAME_BITS = 2.0
 """Payload bits a frame needs at least (gains, noise levels, all-zero symbols)."""
 
 
-def minimum_payload_bits(chunks: int, frames: int) -> float:
-    """Bits below which no step can fit: every chunk's fixed cost, the frames' floor."""
-    return chunks * CHUNK_FIXED_BITS + frames * MIN_FRAME_BITS
+SIDE_FIRST_BITS = (10, 8, 4)
+"""Bits set aside per chunk and channel for the side information every chunk restarts,
+however short: each band's first noise-fill correction, the first gain, each envelope
+region's first value (room for an escape in the first)."""
+
+
+def chunk_floor_bits(layout: ScaleLayout, channels: int) -> float:
+    """Side-information bits any chunk of `channels` channels costs (SIDE_FIRST_BITS)."""
+    band, gain, region = SIDE_FIRST_BITS
+    return channels * (layout.num_bands * band + gain + layout.envelope_regions * region)
+
+
+def minimum_payload_bits(chunks: int, frames: int, floor: float = 0.0) -> float:
+    """Bits below which no step can fit: every chunk's fixed cost and side-information
+    floor (`chunk_floor_bits`), and the frames' own floor."""
+    return chunks * (CHUNK_FIXED_BITS + floor) + frames * MIN_FRAME_BITS
 
 
 @dataclass
 class RateController:
     """Spends `budget_bits` (everything but the container's fixed bytes) over `frames`
-    frames in `chunks` chunks: each chunk's fixed cost is set aside first, and the rest
-    is shared in proportion to frames, so a short last chunk is not starved."""
+    frames in `chunks` chunks of `channels` channels: each chunk's fixed cost and
+    side-information floor are set aside first, and the rest is shared in proportion
+    to frames, so a short last chunk is not starved."""
 
     layout: ScaleLayout
     tables: CdfTable
@@ -66,9 +82,11 @@ class RateController:
     budget_bits: float
     frames: int
     chunks: int
+    channels: int = 1
 
     def __post_init__(self) -> None:
-        self.variable = self.budget_bits - self.chunks * CHUNK_FIXED_BITS
+        self.floor = chunk_floor_bits(self.layout, self.channels)
+        self.variable = self.budget_bits - self.chunks * (CHUNK_FIXED_BITS + self.floor)
         self.average = self.variable / max(self.frames, 1)
         self.channel_bits: list[float] = []
         self.mid_side_chunks = 0
@@ -77,11 +95,11 @@ class RateController:
         """Coefficients [channels, C, F] -> (payload, its symbols), updating the budget."""
         frames = y.shape[-1]
         share = self.variable * frames / max(self.frames, frames)
-        share = min(share, MAX_CHUNK_SHARE * self.average * frames)
+        share = min(share, MAX_CHUNK_SHARE * self.average * frames) + self.floor
         target = share + CHUNK_FIXED_BITS - CHUNK_RECORD_BITS - payload_bound_bits(1)
         symbols = self._search(y, target)
         payload = encode_chunk(symbols, self.layout, self.tables)
-        self.variable -= 8 * len(payload) + CHUNK_RECORD_BITS - CHUNK_FIXED_BITS
+        self.variable -= 8 * len(payload) + CHUNK_RECORD_BITS - CHUNK_FIXED_BITS - self.floor
         self.frames -= frames
         self._account(symbols)
         return payload, symbols
@@ -105,7 +123,8 @@ class RateController:
             return best.final(target)
         side = _Candidates(self, mid_side(y), True)
         step = best.finest(target)                  # left/right's first guess, kept
-        if self._bits(side.symbols(step)) < self._bits(best.symbols(step)):
+        # exact: the noise fill's side information can differ most (a silent side channel)
+        if self._bits(side.symbols(step, exact=True)) < self._bits(best.symbols(step, exact=True)):
             return side.final(target)
         return best.final(target, guess=step)
 
@@ -127,23 +146,23 @@ class _Candidates:
         self.zero_noise = np.zeros((y.shape[0], layout.num_bands,
                                     layout.noise_segments(y.shape[-1])), dtype=np.int64)
         self.noise_bits = 0.0
-        self.thrifts: list[Callable[[ChunkSymbols, ScaleLayout], ChunkSymbols]] = []
+        self.thrift = 0          # 0: full side information; 1: no envelope; 2: flat noise
 
     def symbols(self, step: int, exact: bool = False, split: int | None = None
                 ) -> ChunkSymbols:
         """Symbols with `step` before frame `split` and step + 1 from it (None: no split);
-        `exact`: with the noise fill's side information (thrifted as chosen)."""
+        `exact`: with the noise fill's side information, thrifted to `self.thrift`."""
         layout = self.controller.layout
         frames = self.y.shape[-1]
         steps = frame_step_indices(step, frames if split is None else split, frames)
         q = quantize(self.y, self.gains, steps, layout)
-        noise, envelope = (self.controller.quantizer.noise_corrections(self.y, self.gains, q, steps)
-                           if exact else (self.zero_noise, None))
+        noise, envelope = self.zero_noise, None
+        if exact:
+            noise, envelope = self.controller.quantizer.noise_corrections(
+                self.y, self.gains, q, steps, with_envelope=self.thrift == 0)
         symbols = ChunkSymbols(step, self.mid_side, self.gains.cpu().numpy(), noise,
-                               q.cpu().numpy(), split, envelope)
-        for thrift in self.thrifts if exact else ():
-            symbols = thrift(symbols, layout)
-        return symbols
+                               q.cpu().numpy(), split, envelope if self.thrift == 0 else None)
+        return flat_noise(symbols, layout) if exact and self.thrift >= 2 else symbols
 
     def estimate(self, symbols: ChunkSymbols) -> float:
         return symbol_bits(symbols, self.controller.layout, self.controller.tables) + \
@@ -187,7 +206,7 @@ class _Candidates:
         more than MAX_SIDE_SHARE of the target, search the step and the split, then back
         off while the exact bits are over the target."""
         first = self.finest(target) if guess is None else guess
-        self._choose_thrifts(self.symbols(first, exact=True), target)
+        self._choose_thrift(first, target)
         step, frames = self.finest(target), self.y.shape[-1]
         split = frames
         if step > 0:
@@ -200,22 +219,19 @@ class _Candidates:
                                           target)
             if self._over(chosen, target):
                 chosen = self.symbols(coarser, exact=True)
-        for thrift in (flat_envelope, flat_noise):
-            if not self._over(chosen, target):
-                break
-            chosen = thrift(chosen, self.controller.layout)
+        while self._over(chosen, target) and self.thrift < MAX_THRIFT:
+            self.thrift += 1
+            chosen = self.symbols(chosen.step, exact=True, split=chosen.split)
         return chosen
 
-    def _choose_thrifts(self, priced: ChunkSymbols, target: float) -> None:
-        """Set `noise_bits` (and `thrifts`, where the side information is too big a share)."""
+    def _choose_thrift(self, step: int, target: float) -> None:
+        """Price the side information at `step` (`noise_bits`); where it is over
+        MAX_SIDE_SHARE of the target, thrift it (no envelope, then flat noise) first."""
         layout, tables = self.controller.layout, self.controller.tables
-        self.noise_bits = noise_bits(priced, layout, tables)
-        for thrift in (flat_envelope, flat_noise):
-            if self.noise_bits <= MAX_SIDE_SHARE * target:
-                return
-            self.thrifts.append(thrift)
-            priced = thrift(priced, layout)
-            self.noise_bits = noise_bits(priced, layout, tables)
+        self.noise_bits = noise_bits(self.symbols(step, exact=True), layout, tables)
+        while self.noise_bits > MAX_SIDE_SHARE * target and self.thrift < MAX_THRIFT:
+            self.thrift += 1
+            self.noise_bits = noise_bits(self.symbols(step, exact=True), layout, tables)
 
     def _back_off_split(self, step: int, split: int, target: float) -> ChunkSymbols:
         """Exact symbols at (step, split), the split lowered while they are over the target
@@ -243,16 +259,11 @@ class _Candidates:
         return lo
 
 
-def flat_envelope(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:
-    """The chunk without its noise-fill envelope (all 0: the cheapest values to code)."""
-    return replace(symbols, envelope=None)
-
-
 def flat_noise(symbols: ChunkSymbols, layout: ScaleLayout) -> ChunkSymbols:
     """The chunk with one noise-fill correction per (channel, band), the median of its
     coded segments' (their changes then cost the least), and no envelope: the fill keeps
-    about its level but not its shape over time. Where even the coarsest step leaves a
-    chunk over its share, this is what its side information shrinks to."""
+    about its level but not its shape over time. Meant for corrections computed without
+    an envelope (`noise_corrections(..., with_envelope=False)`)."""
     noise = symbols.noise
     coded = zero_segments(layout, symbols.coefficients)
     counts = np.maximum(coded.sum(axis=-1, keepdims=True), 1)

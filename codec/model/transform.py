@@ -95,7 +95,7 @@ class TransformQuantizer(nn.Module):
         self.register_buffer("noise_rms", torch.zeros(layout.num_bands * layout.levels))
 
     def noise_corrections(self, y: Tensor, gains: Tensor, symbols: Tensor,
-                          step: int | NDArray[np.int64]
+                          step: int | NDArray[np.int64], with_envelope: bool = True
                           ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Encoder side: the noise fill's side information, (corrections, envelope).
 
@@ -106,6 +106,8 @@ class TransformQuantizer(nn.Module):
         level times the envelope, rounded, clamped to the layout's range; bands with no
         zero coefficient in a segment get 0. The lowest correction, `noise_low`, means no
         fill at all (digital silence stays silent). Units are 3 dB (a factor 2 in energy).
+        `with_envelope=False` gives an all-zero envelope and corrections that stand alone
+        (what an encoder sends when it saves the envelope's bits).
         """
         layout = self.layout
         g = gains.cpu().numpy()
@@ -114,6 +116,8 @@ class TransformQuantizer(nn.Module):
         measured = np.where(zero, units ** 2, 0.0)
         predicted = np.where(zero, self._noise_rms(band_level_tables(layout, g, step)) ** 2, 0.0)
         envelope = _envelope(measured, predicted, zero, layout)
+        if not with_envelope:
+            envelope = np.zeros_like(envelope)
         shaped = predicted * np.exp2(_envelope_per_bin(envelope, layout))
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = _band_segment_sums(shaped, layout)
