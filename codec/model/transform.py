@@ -115,9 +115,8 @@ class TransformQuantizer(nn.Module):
         zero = (symbols == 0).cpu().numpy()
         measured = np.where(zero, units ** 2, 0.0)
         predicted = np.where(zero, self._noise_rms(band_level_tables(layout, g, step)) ** 2, 0.0)
-        envelope = _envelope(measured, predicted, zero, layout)
-        if not with_envelope:
-            envelope = np.zeros_like(envelope)
+        envelope = (_envelope(measured, predicted, zero, layout) if with_envelope else
+                    np.zeros((zero.shape[0], layout.envelope_regions, zero.shape[-1]), np.int64))
         shaped = predicted * np.exp2(_envelope_per_bin(envelope, layout))
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = _band_segment_sums(shaped, layout)
