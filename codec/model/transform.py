@@ -66,10 +66,9 @@ def quantize(y: Tensor, gains: Tensor, step: int | NDArray[np.int64],
     return (torch.sign(u) * torch.floor(u.abs() + (0.5 - DEADZONE)).clamp_min(0)).long()
 
 
-def _band_segment_sums(values: NDArray[np.float64], layout: ScaleLayout) -> NDArray[np.float64]:
-    """[ch, C, F] -> sums over each band and noise segment [ch, bands, segments]."""
-    frames = values.shape[-1]
-    by_band = np.add.reduceat(values, np.asarray(layout.band_edges[:-1]), axis=1)
+def _segment_sums(by_band: NDArray[np.float64], layout: ScaleLayout) -> NDArray[np.float64]:
+    """[ch, bands, F] -> sums over each noise segment [ch, bands, segments]."""
+    frames = by_band.shape[-1]
     return np.add.reduceat(by_band, np.arange(0, frames, layout.noise_segment), axis=2)
 
 
@@ -113,14 +112,18 @@ class TransformQuantizer(nn.Module):
         g = gains.cpu().numpy()
         units = (y.float() / frame_steps(gains, step, layout)).cpu().numpy().astype(np.float64)
         zero = (symbols == 0).cpu().numpy()
-        measured = np.where(zero, units ** 2, 0.0)
-        predicted = np.where(zero, self._noise_rms(band_level_tables(layout, g, step)) ** 2, 0.0)
-        envelope = (_envelope(measured, predicted, zero, layout) if with_envelope else
-                    np.zeros((zero.shape[0], layout.envelope_regions, zero.shape[-1]), np.int64))
-        shaped = predicted * np.exp2(_envelope_per_bin(envelope, layout))
+        measured = _band_frame_sums(np.where(zero, units ** 2, 0.0), layout)
+        predicted = _band_frame_sums(
+            np.where(zero, self._noise_rms(band_level_tables(layout, g, step)) ** 2, 0.0), layout)
+        envelope = np.zeros((zero.shape[0], layout.envelope_regions, zero.shape[-1]), np.int64)
+        shaped = predicted
+        if with_envelope and layout.envelope_regions:
+            has_zero = _band_frame_sums(zero.astype(np.float64), layout) > 0
+            envelope = _envelope(measured, predicted, has_zero, layout)
+            shaped = predicted * np.exp2(envelope[:, layout.region_of_band()])  # exact scaling
         with np.errstate(divide="ignore", invalid="ignore"):
-            expected = _band_segment_sums(shaped, layout)
-            ratio = np.log2(np.maximum(_band_segment_sums(measured, layout), 1e-30) / expected)
+            expected = _segment_sums(shaped, layout)
+            ratio = np.log2(np.maximum(_segment_sums(measured, layout), 1e-30) / expected)
         corrections = np.where(expected > 0, np.round(ratio), 0.0)
         corrections = np.clip(corrections, layout.noise_low, layout.noise_high).astype(np.int64)
         return corrections, envelope
@@ -169,15 +172,11 @@ def _unit_power(noise: NDArray[np.float64], zero: NDArray[np.bool_],
     return noise * gain[:, layout.band_of_bin()]
 
 
-def _envelope(measured: NDArray[np.float64], predicted: NDArray[np.float64],
-              zero: NDArray[np.bool_], layout: ScaleLayout) -> NDArray[np.int64]:
+def _envelope(m: NDArray[np.float64], p: NDArray[np.float64], has: NDArray[np.bool_],
+              layout: ScaleLayout) -> NDArray[np.int64]:
     """Per (channel, region, frame) with a zero: the rounded mean over the region's bands
-    (those with a zero) of log2(zeros' energy / predicted), each clamped to the range."""
-    channels, frames = zero.shape[0], zero.shape[-1]
-    if not layout.envelope_regions:
-        return np.zeros((channels, 0, frames), dtype=np.int64)
-    m, p = _band_frame_sums(measured, layout), _band_frame_sums(predicted, layout)
-    has = _band_frame_sums(zero.astype(np.float64), layout) > 0
+    (those with a zero, `has`) of log2(zeros' energy `m` / predicted `p`, both summed per
+    band [ch, bands, F]), each clamped to the range. Needs envelope regions."""
     with np.errstate(divide="ignore"):
         ratio = np.log2(np.maximum(m, 1e-30) / np.maximum(p, 1e-30))
     ratio = np.where(has, np.clip(ratio, layout.envelope_low, layout.envelope_high), 0.0)
