@@ -124,9 +124,10 @@ class RateController:
         side = _Candidates(self, mid_side(y), True)
         step = best.finest(target)                  # left/right's first guess, kept
         # exact: the noise fill's side information can differ most (a silent side channel)
-        if self._bits(side.symbols(step, exact=True)) < self._bits(best.symbols(step, exact=True)):
+        left_right = best.symbols(step, exact=True)
+        if self._bits(side.symbols(step, exact=True)) < self._bits(left_right):
             return side.final(target)
-        return best.final(target, guess=step)
+        return best.final(target, guess=step, priced=left_right)
 
     def _bits(self, symbols: ChunkSymbols) -> float:
         return chunk_bits(symbols, self.layout, self.tables)
@@ -200,13 +201,15 @@ class _Candidates:
             split += stride
         return split
 
-    def final(self, target: float, guess: int | None = None) -> ChunkSymbols:
+    def final(self, target: float, guess: int | None = None,
+              priced: ChunkSymbols | None = None) -> ChunkSymbols:
         """Price the noise fill's side information at a first guess of the step (`finest`
-        with it unpriced, unless the caller already has it), thrift it if it would take
-        more than MAX_SIDE_SHARE of the target, search the step and the split, then back
-        off while the exact bits are over the target."""
+        with it unpriced, unless the caller already has it, and maybe its exact symbols
+        `priced`), thrift it if it would take more than MAX_SIDE_SHARE of the target,
+        search the step and the split, then back off while the exact bits are over the
+        target."""
         first = self.finest(target) if guess is None else guess
-        self._choose_thrift(first, target)
+        self._choose_thrift(first, target, priced)
         step, frames = self.finest(target), self.y.shape[-1]
         split = frames
         if step > 0:
@@ -224,11 +227,13 @@ class _Candidates:
             chosen = self.symbols(chosen.step, exact=True, split=chosen.split)
         return chosen
 
-    def _choose_thrift(self, step: int, target: float) -> None:
-        """Price the side information at `step` (`noise_bits`); where it is over
-        MAX_SIDE_SHARE of the target, thrift it (no envelope, then flat noise) first."""
+    def _choose_thrift(self, step: int, target: float, priced: ChunkSymbols | None) -> None:
+        """Price the side information at `step` (`noise_bits`; `priced`: its exact symbols,
+        if already made); where it is over MAX_SIDE_SHARE of the target, thrift it (no
+        envelope, then flat noise) first."""
         layout, tables = self.controller.layout, self.controller.tables
-        self.noise_bits = noise_bits(self.symbols(step, exact=True), layout, tables)
+        priced = self.symbols(step, exact=True) if priced is None else priced
+        self.noise_bits = noise_bits(priced, layout, tables)
         while self.noise_bits > MAX_SIDE_SHARE * target and self.thrift < MAX_THRIFT:
             self.thrift += 1
             self.noise_bits = noise_bits(self.symbols(step, exact=True), layout, tables)
