@@ -130,17 +130,11 @@ def envelope_symbols(layout: ScaleLayout, envelope: NDArray[np.int64],
                         layout.envelope_first_table, layout.envelope_delta_table)
 
 
-def noise_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The tables of the noise block, known once the symbols are decoded."""
-    shape = coefficients.shape[:1] + (layout.num_bands, layout.noise_segments(
-        coefficients.shape[-1]))
-    return noise_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
-
-
-def envelope_tables(layout: ScaleLayout, coefficients: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The tables of the envelope block, known once the symbols are decoded."""
-    shape = coefficients.shape[:1] + (layout.envelope_regions, coefficients.shape[-1])
-    return envelope_symbols(layout, np.zeros(shape, np.int64), coefficients)[1]
+def _pop_first_delta(coder: Any, mask: NDArray[np.bool_], first_table: int, delta_table: int,
+                     tables: entropy.CdfTable) -> NDArray[np.int64]:
+    """Decode a block that `_first_delta` coded: its tables follow from the mask alone."""
+    _, table_of = _first_delta(np.zeros(mask.shape, np.int64), mask, first_table, delta_table)
+    return _from_first_delta(entropy.pop_block(coder, table_of, tables), mask)
 
 
 def _push_coefficients(coder: Any, symbols: ChunkSymbols, layout: ScaleLayout,
@@ -234,14 +228,15 @@ def decode_chunk(payload: bytes, layout: ScaleLayout, tables: entropy.CdfTable,
         raise FormatError(f"payload decodes a frame gain outside 0..{layout.gain_max}")
     coefficients = _pop_coefficients(coder, layout, tables, gains,
                                      frame_step_indices(step, split, frames))
-    residuals = entropy.pop_block(coder, noise_tables(layout, coefficients), tables)
-    noise = _from_first_delta(residuals, zero_segments(layout, coefficients))
+    noise = _pop_first_delta(coder, zero_segments(layout, coefficients),
+                             layout.noise_first_table, layout.noise_delta_table, tables)
     if noise.size and (noise.min() < layout.noise_low or noise.max() > layout.noise_high):
         raise FormatError("payload decodes a noise-fill correction outside the layout's range")
     envelope = None
     if layout.envelope_regions:
-        residuals = entropy.pop_block(coder, envelope_tables(layout, coefficients), tables)
-        envelope = _from_first_delta(residuals, zero_regions(layout, coefficients))
+        envelope = _pop_first_delta(coder, zero_regions(layout, coefficients),
+                                    layout.envelope_first_table, layout.envelope_delta_table,
+                                    tables)
         if envelope.size and (envelope.min() < layout.envelope_low
                               or envelope.max() > layout.envelope_high):
             raise FormatError("payload decodes a noise-fill envelope value outside the "
