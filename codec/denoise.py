@@ -16,9 +16,17 @@ with its config and the SHA-256 of the decoder it was trained for in the
 safetensors metadata: loading it against other base weights raises
 WeightsError. `Codec` reads it on the first ``denoise=True`` encode only.
 
+Version 2 files (``floor_frames > 0``) add a second feature per bin: a noise
+floor estimate, the minimum over +-floor_frames frames of the power smoothed
+over 3 x 3 (bins x frames) neighbours ("minimum statistics"). It tells the net
+how far each bin sits above the quiet level around it, so a clean recording
+(whose floor is far below its speech) can pass almost untouched while a noisy
+one is masked. Version 1 files (log power only) still load.
+
 Windowed encoding equals whole-signal encoding when a window carries
 `DenoisingEncoder.context_frames` frames of context each side: the mask net
-reaches `radius` frames, and the MDCT frame at its edge needs one frame more.
+reaches `radius` frames, the floor feature `floor_frames + 1` more, and the
+MDCT frame at the edge needs one frame more.
 """
 
 from __future__ import annotations
@@ -54,7 +62,18 @@ class DenoiseConfig:
     layers: int = 5
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1)   # one per layer; () means all 1
+    floor_frames: int = 0      # noise-floor feature half-window (frames); 0: none (version 1)
     version: int = 1
+
+    @property
+    def features(self) -> int:
+        """Input features per bin: log power, plus the noise floor in version 2."""
+        return 2 if self.floor_frames else 1
+
+    @property
+    def feature_radius(self) -> int:
+        """Frames each side one feature frame depends on (the floor's window and smoothing)."""
+        return self.floor_frames + 1 if self.floor_frames else 0
 
     def dilation(self, layer: int) -> int:
         return self.dilations[layer] if self.dilations else 1
@@ -76,16 +95,45 @@ class DenoiseConfig:
         except (ValueError, TypeError, AttributeError) as exc:
             raise WeightsError(f"malformed denoiser config: {exc}") from exc
         if min(config.bins, config.hidden, config.layers, config.kernel,
-               *config.dilations) < 1 or config.kernel % 2 == 0 or config.version != 1 or \
+               *config.dilations) < 1 or config.kernel % 2 == 0 or \
+                config.version != config.expected_version or config.floor_frames < 0 or \
                 len(config.dilations) not in (0, config.layers):
             raise WeightsError(f"unsupported denoiser config {config}")
         return config
+
+    @property
+    def expected_version(self) -> int:
+        """1: log power features only; 2: plus the noise-floor feature."""
+        return 2 if self.floor_frames else 1
 
 
 def log_power_features(y: Tensor) -> Tensor:
     """Coefficients [B, C, F] -> normalised log power [B, C, F] (level in dB / 20)."""
     power_db = 10.0 * torch.log10(y.square() + POWER_FLOOR)
     return (power_db + FEATURE_OFFSET_DB) / FEATURE_SCALE_DB
+
+
+def noise_floor_features(y: Tensor, half_window: int) -> Tensor:
+    """Coefficients [B, C, F] -> normalised noise floor [B, C, F] (module docstring).
+
+    Power averaged over 3 x 3 bins x frames (zero padded: MDCT power flickers with
+    phase, the average is steadier), then the minimum over +-half_window frames
+    (edges see a shorter window, the same in a chunk and in the whole signal).
+    """
+    power = torch.nn.functional.avg_pool2d(y.square().unsqueeze(1), 3, stride=1, padding=1,
+                                           count_include_pad=False).squeeze(1)
+    power_db = 10.0 * torch.log10(power + POWER_FLOOR)
+    floor_db = -torch.nn.functional.max_pool1d(-power_db, 2 * half_window + 1, stride=1,
+                                               padding=half_window)
+    return (floor_db + FEATURE_OFFSET_DB) / FEATURE_SCALE_DB
+
+
+def features(y: Tensor, config: DenoiseConfig) -> Tensor:
+    """The mask net's input [B, features * C, F]: log power (and the noise floor)."""
+    power = log_power_features(y)
+    if not config.floor_frames:
+        return power
+    return torch.cat([power, noise_floor_features(y, config.floor_frames)], dim=1)
 
 
 class MaskNet(nn.Module):
@@ -97,7 +145,7 @@ class MaskNet(nn.Module):
     def __init__(self, config: DenoiseConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        width = config.bins
+        width = config.bins * config.features
         for i in range(config.layers):
             dilation = config.dilation(i)
             layers += [nn.Conv1d(width, config.hidden, config.kernel, dilation=dilation,
@@ -124,11 +172,15 @@ class DenoisingEncoder(nn.Module):
     @property
     def context_frames(self) -> int:
         """Frames of context each side for windowed == whole (module docstring)."""
-        return self.config.radius + 1
+        return self.config.radius + self.config.feature_radius + 1
+
+    def gain(self, y: Tensor) -> Tensor:
+        """Noisy coefficients [B, C, F] -> the mask [B, C, F] in (0, 1)."""
+        return self.mask(features(y, self.config))
 
     def denoise(self, y: Tensor) -> Tensor:
         """Noisy coefficients [B, C, F] -> estimated clean coefficients [B, C, F]."""
-        return y * self.mask(log_power_features(y))
+        return y * self.gain(y)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.denoise(self.mdct(x))

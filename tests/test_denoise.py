@@ -142,6 +142,61 @@ def test_windowed_denoising_equals_whole(folders, noisy) -> None:
                                whole[..., first: first + count], atol=1e-6, rtol=1e-5)
 
 
+def test_noise_floor_version_2_windows_equal_whole(noisy, tmp_path) -> None:
+    """A version 2 net (noise-floor feature) saves, loads and stays windowed == whole."""
+    torch.manual_seed(1)
+    config = DenoiseConfig(hidden=16, layers=2, kernel=3, dilations=(1, 3), floor_frames=6,
+                           version=2)
+    encoder = DenoisingEncoder(config)
+    torch.nn.init.normal_(encoder.mask.out.weight, std=0.3)
+    folder = _copy_base(tmp_path / "v2")
+    sha = sha256_file(PRETRAINED / "aec-base.decoder.safetensors")
+    save_denoiser(denoise_path(folder), encoder, sha)
+    loaded = load_denoiser(folder, sha)
+    assert loaded.config == config and loaded.context_frames == 4 + 7 + 1
+    audio, rate = noisy
+    x = torch.from_numpy(audio[: 320 * 80]).reshape(1, 1, -1)
+    whole = loaded(x)
+    context, first, count = loaded.context_frames, 30, 10
+    window = loaded(x[..., (first - context) * 320: (first + count + context) * 320])
+    torch.testing.assert_close(window[..., context: context + count],
+                               whole[..., first: first + count], atol=1e-6, rtol=1e-5)
+    base = Codec.load(folder, device="cpu", frames_per_chunk=15)
+    narrow = Codec(base.model, base.device, frames_per_chunk=15, chunks_per_window=1)
+    narrow.weights_path = folder
+    assert narrow.encode(audio, rate, 12, denoise=True) == base.encode(audio, rate, 12,
+                                                                       denoise=True)
+
+
+@pytest.mark.parametrize("fields", [{"floor_frames": 5, "version": 1},
+                                    {"floor_frames": 0, "version": 2},
+                                    {"floor_frames": -1, "version": 2},
+                                    {"version": 3}])
+def test_config_version_must_match_features(fields) -> None:
+    import json
+
+    with pytest.raises(WeightsError, match="unsupported denoiser config"):
+        DenoiseConfig.from_json(json.dumps(fields))
+    old = {"bins": 320, "hidden": 8, "layers": 1, "kernel": 3, "dilations": [1], "version": 1}
+    assert DenoiseConfig.from_json(json.dumps(old)).floor_frames == 0   # version 1 files load
+
+
+def test_other_voice_is_seeded_and_off_by_default() -> None:
+    from codec.train.denoise_data import Pools, batch, other_voice
+
+    speech, _ = read_clip(SPEECH)
+    clip = speech[0, :48000]
+    a = other_voice(clip, 24000, np.random.default_rng(3))
+    b = other_voice(clip, 24000, np.random.default_rng(3))
+    assert np.array_equal(a, b) and a.dtype == np.float32
+    assert 24000 / 2 ** 0.4 - 10 < len(a) < (24000 + 2048) * 2 ** 0.4 + 10
+    pools = Pools([clip], [clip], [clip])
+    plain, off = batch(pools, 0, 7, 3, 9600), batch(pools, 0, 7, 3, 9600, augment=0.0)
+    assert all(np.array_equal(p, o) for p, o in zip(plain, off))   # old runs unchanged
+    on = batch(pools, 0, 7, 3, 9600, augment=1.0)
+    assert not np.array_equal(plain[1], on[1])
+
+
 def _tiny_corpus(root: Path) -> Path:
     """train/{speech,music,sfx}/pkg/*.wav cut from the test clips (24 kHz mono)."""
     speech, _ = read_clip(SPEECH)
@@ -168,6 +223,15 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     for (name, pa), (_, pb) in zip(a.mask.state_dict().items(), b.mask.state_dict().items()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.mask.out.weight, torch.zeros_like(a.mask.out.weight))
+    # a fine-tune that adds the noise-floor feature starts at exactly the old mask
+    assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "0", "--init-from",
+                       str(tmp_path / "a" / "checkpoint"), "--floor-frames", "4",
+                       "--augment", "0.5", "--distortion-weight", "2"]) == 0
+    c = load_denoiser(tmp_path / "c" / "aec-base", sha)
+    assert c.config.version == 2 and c.config.floor_frames == 4
+    x = torch.from_numpy(read_clip(SPEECH)[0][0, : 320 * 40]).reshape(1, 1, -1)
+    torch.testing.assert_close(c(x), a(x), atol=1e-6, rtol=1e-5)
+    assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "2"]) == 0
     shutil.rmtree(tmp_path / "corpus")
 
 

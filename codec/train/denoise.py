@@ -16,6 +16,12 @@ against the clean ones:
 - ``logspec``: L1 distance of log band energies (the codec's bands) with a
   floor 40 dB under the clean signal's mean power, so the net cannot win by
   muting quiet speech;
+- with ``--distortion-weight W`` (W != 1) the first term splits the error
+  exactly as the mask acts: speech distortion ``(1 - mask) * clean`` and
+  residual noise ``mask * noise`` (noise = noisy - clean, known in training),
+  and scores ``W * distortion^2 + residual^2`` over the clean energy. W > 1
+  prefers leaving some noise to carving into speech (the per-bin optimum is a
+  Wiener gain computed as if the SNR were W times higher);
 - ``rate``: L1 of the masked coefficients in units of the clean RMS, a proxy
   for the bits a Laplacian entropy coder spends at a fixed relative step
   (the rate controller's steps follow the frame level). It is small: removing
@@ -26,6 +32,11 @@ every ``--save-every`` steps and when a StopFlag fires (SIGINT, SIGTERM, the
 ``--minutes`` budget); running the same command again resumes. The shipped
 file is exported to ``OUT/NAME.denoise.safetensors`` (and, with
 ``--install``, next to the base weights), tied to the base decoder's SHA-256.
+
+``--init-from CHECKPOINT`` starts a new run from another run's mask weights (a
+fine-tune; fresh optimiser, step 0). When the new net reads more features
+(``--floor-frames``: the version 2 noise-floor input), the first layer's extra
+input weights start at zero, so step 0 computes exactly the old mask.
 """
 
 from __future__ import annotations
@@ -68,6 +79,8 @@ class DenoiseTrainConfig:
     music_clips: int = 300
     sfx_clips: int = 1000
     clean_share: float = 0.2
+    distortion_weight: float = 1.0
+    augment: float = 0.0
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -92,12 +105,17 @@ class Losses:
     rate: float
 
 
-def losses(estimate: torch.Tensor, clean: torch.Tensor, config: DenoiseTrainConfig,
-           edges: tuple[int, ...]) -> Losses:
-    """The loss of estimated vs clean coefficients [B, C, F] (module docstring)."""
+def losses(mask: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor,
+           config: DenoiseTrainConfig, edges: tuple[int, ...]) -> Losses:
+    """The loss of the masked noisy vs the clean coefficients [B, C, F] (module docstring)."""
+    estimate = mask * noisy
     power = clean.square().mean(dim=(1, 2)) + 1e-10                       # [B]
     nmse_each = (estimate - clean).square().mean(dim=(1, 2)) / power
     nmse = nmse_each.mean().detach()
+    if config.distortion_weight != 1.0:
+        distortion = ((1.0 - mask) * clean).square().mean(dim=(1, 2))
+        residual = (mask * (noisy - clean)).square().mean(dim=(1, 2))
+        nmse_each = (config.distortion_weight * distortion + residual) / power
     floor = (power * 1e-4 * (edges[1] - edges[0]))[:, None, None]
     log_est = torch.log10(band_energies(estimate, edges) + floor)
     log_ref = torch.log10(band_energies(clean, edges) + floor)
@@ -122,14 +140,15 @@ class Trainer:
 
     def step(self) -> Losses:
         noisy, clean = batch(self.pools, self.config.seed, self.step_index,
-                             self.config.batch_size, self.length, self.config.clean_share)
+                             self.config.batch_size, self.length, self.config.clean_share,
+                             self.config.augment)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step_index)
         mdct = self.encoder.mdct
         with torch.no_grad():
             y_noisy = mdct(torch.from_numpy(noisy).unsqueeze(1))
             y_clean = mdct(torch.from_numpy(clean).unsqueeze(1))
-        result = losses(self.encoder.denoise(y_noisy), y_clean, self.config, self.edges)
+        result = losses(self.encoder.gain(y_noisy), y_noisy, y_clean, self.config, self.edges)
         self.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         torch.nn.utils.clip_grad_norm_(self.encoder.mask.parameters(), 1.0)
@@ -173,6 +192,17 @@ class Trainer:
                     "exp_avg_sq": moments[f"{name}.exp_avg_sq"].clone()}
         self.step_index = int(meta["step"])
 
+    def init_from(self, directory: Path) -> None:
+        """Start from another run's mask weights (module docstring); optimiser stays fresh."""
+        state = load_tensors(directory / "model.safetensors")
+        own = self.encoder.mask.state_dict()
+        first = "body.0.weight"
+        if state[first].shape != own[first].shape:     # more input features: zeros for them
+            grown = torch.zeros_like(own[first])
+            grown[:, : state[first].shape[1]] = state[first]
+            state[first] = grown
+        self.encoder.mask.load_state_dict(state)
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m codec.train.denoise",
@@ -196,6 +226,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kernel", type=int, default=DenoiseConfig.kernel)
     parser.add_argument("--dilations", default=",".join(map(str, DenoiseConfig.dilations)),
                         help="comma-separated, one per layer ('' : all 1)")
+    parser.add_argument("--floor-frames", type=int, default=DenoiseConfig.floor_frames,
+                        help="noise-floor feature half-window in frames (0: none, version 1)")
+    parser.add_argument("--distortion-weight", type=float, default=None,
+                        help="weight of speech distortion against residual noise (default 1: "
+                             "the plain error; on a resume: the run's own unless given)")
+    parser.add_argument("--augment", type=float, default=None,
+                        help="share of examples with a changed voice (denoise_data.other_voice; "
+                             "default 0; on a resume: the run's own unless given)")
+    parser.add_argument("--lr", type=float, default=DenoiseTrainConfig.lr)
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a run's checkpoint folder to start a new run from (fine-tune)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--log-every", type=int, default=50)
@@ -232,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint"
     config = DenoiseTrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                 speech_clips=args.speech_clips, music_clips=args.music_clips,
-                                sfx_clips=args.sfx_clips)
+                                sfx_clips=args.sfx_clips, lr=args.lr)
     if (checkpoint / "state.json").is_file():   # a resume keeps the run's own settings
         saved = json.loads((checkpoint / "state.json").read_text())
         config = DenoiseTrainConfig(**{**saved["train_config"], "steps": args.steps})
@@ -241,9 +282,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         dilations = tuple(int(d) for d in args.dilations.split(",") if d)
         net_config = DenoiseConfig(bins=bins, hidden=args.hidden, layers=args.layers,
-                                   kernel=args.kernel, dilations=dilations)
+                                   kernel=args.kernel, dilations=dilations,
+                                   floor_frames=args.floor_frames,
+                                   version=2 if args.floor_frames else 1)
     if args.clean_share is not None:
         config = replace(config, clean_share=args.clean_share)
+    if args.distortion_weight is not None:
+        config = replace(config, distortion_weight=args.distortion_weight)
+    if args.augment is not None:
+        config = replace(config, augment=args.augment)
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)
@@ -251,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
     if (checkpoint / "state.json").is_file():
         trainer.load(checkpoint)
         print(f"resumed at step {trainer.step_index}", flush=True)
+    elif args.init_from is not None:
+        trainer.init_from(args.init_from)
+        print(f"started from {args.init_from}", flush=True)
     print(f"pools: {len(pools.speech)} speech, {len(pools.music)} music, {len(pools.sfx)} sfx "
           f"({time.monotonic() - started:.0f} s)", flush=True)
     budget = None if args.minutes is None else 60.0 * args.minutes

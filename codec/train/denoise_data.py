@@ -6,6 +6,13 @@ or synthetic noise (white, pink, brown, mains hum) at a random SNR in
 The SNR is the speech clip's own power (its unpadded samples) over the noise
 power across the segment, the same rule `bench.denoise` mixes with.
 
+With ``augment`` > 0, that share of the speech clips is first made into
+another voice: resampled by a random factor within +-VOICE_OCTAVES (pitch and
+formants move together, as in a cartoon or a child's voice; band-limited, by
+FFT) and tilted by a random first-order EQ, so that voices unlike the few
+training speakers still pass through. Both the clean target and the mixture
+use the changed voice.
+
 Pools of clips are read once (seeded choice); every batch is then a pure
 function of (seed, step), so a resumed run sees the same data as an
 uninterrupted one.
@@ -30,6 +37,10 @@ SYNTHETIC = ("white", "pink", "brown", "hum")
 #: Mixture RMS drawn in this range (dBFS), so the net sees many levels.
 LEVEL_RANGE_DB = (-42.0, -14.0)
 MUSIC_EXCERPT_S = 8.0
+#: Voice augmentation: resampling factor 2**U(-VOICE_OCTAVES, VOICE_OCTAVES), EQ tilt
+#: y[n] = x[n] - a x[n-1] with a in U(-VOICE_TILT, VOICE_TILT).
+VOICE_OCTAVES = 0.4
+VOICE_TILT = 0.5
 
 Array = NDArray[np.float32]
 
@@ -138,13 +149,34 @@ def mix_at_snr(speech: Array, noise: Array, snr_db: float, speech_power: float) 
     return (speech + scale * noise).astype(np.float32)
 
 
+def other_voice(clip: Array, length: int, rng: np.random.Generator) -> Array:
+    """clip (or a random stretch of it long enough for `length`) resampled and tilted."""
+    factor = 2.0 ** rng.uniform(-VOICE_OCTAVES, VOICE_OCTAVES)
+    need = int(length * factor) + 2048
+    if len(clip) > need:
+        start = int(rng.integers(0, len(clip) - need + 1))
+        clip = clip[start: start + need]
+    size = max(1, int(round(len(clip) / factor)))
+    spectrum = np.fft.rfft(clip.astype(np.float64))
+    kept = np.zeros(size // 2 + 1, dtype=complex)
+    count = min(len(kept), len(spectrum))
+    kept[:count] = spectrum[:count]
+    voice = np.fft.irfft(kept, n=size)
+    tilt = rng.uniform(-VOICE_TILT, VOICE_TILT)
+    voice[1:] -= tilt * voice[:-1].copy()
+    return voice.astype(np.float32)
+
+
 def example(pools: Pools, length: int, rng: np.random.Generator,
-            clean_share: float | None = None) -> tuple[Array, Array]:
+            clean_share: float | None = None, augment: float = 0.0) -> tuple[Array, Array]:
     """One (noisy, clean) pair of `length` samples at a random level.
 
-    `clean_share` overrides SOURCE_WEIGHTS["clean"] (the noise sources keep their ratios).
+    `clean_share` overrides SOURCE_WEIGHTS["clean"] (the noise sources keep their ratios);
+    `augment` is the share of examples whose voice is changed (`other_voice`).
     """
     clip = pools.speech[int(rng.integers(len(pools.speech)))]
+    if augment > 0.0 and rng.uniform() < augment:   # no draw when off: old runs unchanged
+        clip = other_voice(clip, length, rng)
     clean = _place(clip, length, rng)
     sources = list(SOURCE_WEIGHTS)
     weights = np.array([SOURCE_WEIGHTS[s] for s in sources])
@@ -166,8 +198,8 @@ def example(pools: Pools, length: int, rng: np.random.Generator,
 
 
 def batch(pools: Pools, seed: int, step: int, size: int, length: int,
-          clean_share: float | None = None) -> tuple[Array, Array]:
+          clean_share: float | None = None, augment: float = 0.0) -> tuple[Array, Array]:
     """(noisy, clean) float32 [size, length]: a pure function of (seed, step)."""
     rng = np.random.default_rng([seed, step])
-    pairs = [example(pools, length, rng, clean_share) for _ in range(size)]
+    pairs = [example(pools, length, rng, clean_share, augment) for _ in range(size)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
