@@ -370,10 +370,13 @@ def test_postfilter_segment_cpu_dry_run_without_optional_packages(tmp_path: Path
                          "--subset", str(tmp_path / "subset"),
                          "--resume", str(out / "postfilter.pt"),
                          "--init", str(REPO / "codec" / "pretrained" / "aec-base"), "--batch", "2",
-                         "--budget", "12", "--device", "cpu", "--out", str(tmp_path / "OUT2"))
+                         "--budget", "30", "--steps", str(summary["step"] + 2),
+                         "--device", "cpu", "--out", str(tmp_path / "OUT2"))
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = json.loads((tmp_path / "OUT2" / "segment.json").read_text())
-    assert resumed["step"] == summary["step"] + resumed["steps"] > summary["step"]
+    assert resumed["step"] == summary["step"] + resumed["steps"] == summary["step"] + 2
+    assert resumed["stopped_by"] == f"step {summary['step'] + 2}"
+    assert 0 <= resumed["train_cpu_s"] < 30
     from codec.train.pf_segment import merge
 
     merge(out / "postfilter.pt", REPO / "codec" / "pretrained" / "aec-base", tmp_path / "m")

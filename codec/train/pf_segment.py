@@ -11,7 +11,10 @@ else starts a fresh identity post-filter of `--layers` x `--hidden` on top of
 the model's frozen tables and noise levels, trains for the wall-clock budget
 (a `StopFlag`; SIGINT/SIGTERM end it the same way) and writes into OUT:
 ``postfilter.pt`` (post-filter weights and Adam moments, a few MiB) and
-``segment.json`` (steps, throughput, held-out loss before and after, device).
+``segment.json`` (steps, the training loop's CPU seconds, held-out loss before and
+after, device). `--steps N` also stops at step N: runs that differ only in a
+setting that does not change a step's cost (the learning rate) are then
+compared at equal CPU work, whatever else the machine was doing.
 `merge` turns that state into a loadable model beside the init model's tables
 (`OUT/aec-base.*`); export it to codec/pretrained/ only if the held-out bench
 says it is better (README, "Training").
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     sampler = PackedSampler(subset, crop, args.seed, 0,
                             {"speech": 0.5, "music": 0.3, "sfx": 0.2}, -50.0)
     before, first_step = held_out_loss(trainer, subset), trainer.step
+    cpu_started = time.process_time()
     model.decoder.train()
     reserve = 10.0 + 0.05 * subset.valid.shape[0]      # the held-out check and the save
     budget = max(args.budget - (time.monotonic() - started) - reserve, 1.0)
@@ -96,8 +100,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             t0 = time.monotonic()
             x = sampler.batch(trainer.step, args.batch)
             trainer.train_step(x, np.random.default_rng([args.seed, trainer.step]))
+            if args.steps is not None and trainer.step >= args.steps:
+                stop.request(f"step {args.steps}")
             if stop.should_stop(step_s=time.monotonic() - t0):
                 break
+    train_cpu_s = time.process_time() - cpu_started
     model.decoder.eval()
     after = held_out_loss(trainer, subset)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 "hidden": model.config.postfilter_hidden}, args.out / STATE)
     summary = {"device": device, "steps": trainer.step - first_step, "step": trainer.step,
                "wall_s": round(time.monotonic() - started, 1),
+               "train_cpu_s": round(train_cpu_s, 3),
                "held_out_crops": int(subset.valid.shape[0]),
                "held_out_loss_before": before, "held_out_loss_after": after,
                "stopped_by": stop.reason}
@@ -138,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--init", type=Path, required=True, help="model path stem or folder")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--budget", type=float, default=420.0, help="wall seconds in all")
+    r.add_argument("--steps", type=int, help="also stop at this total step count")
     r.add_argument("--layers", type=int, help="fresh post-filter depth (default: the model's)")
     r.add_argument("--hidden", type=int, default=384)
     r.add_argument("--resume", type=Path, help="a postfilter.pt to continue from")
