@@ -9,10 +9,10 @@ in bits per second of audio:
 
 - ``coded``: the shipped coder's actual payload bits (chunk payload bytes x 8);
 - ``tables``: the frozen tables' ideal bits on the same symbols, split into
-  coefficients, gains and noise-fill corrections, plus side (step, split, the
-  noise-fill envelope: everything else the coder sends);
+  coefficients, gains, noise-fill corrections and noise-fill envelope, plus side
+  (step, split: everything else the coder sends);
 - ``model``: the context model's cross-entropy on coefficients and gains, its
-  noise-fill model's on the corrections, plus the same side bits;
+  noise-fill models' on the corrections and the envelope, plus the same side bits;
 - savings in %: per part, and of the whole payload against ``coded``.
 
 Writes ``context_bits.md`` and ``context_bits.csv`` under --out.
@@ -35,17 +35,18 @@ from codec.context.bits import NeuralPrior, Prior, TablePrior
 from codec.context.symbols import SymbolSet, load_or_extract
 
 FIELDS = ("kind", "seconds", "coded_bps", "table_coef_bps", "table_gain_bps",
-          "table_noise_bps", "side_bps", "model_coef_bps", "model_gain_bps", "model_noise_bps",
-          "saving_coef_gain_pct", "saving_noise_pct", "saving_total_pct")
+          "table_noise_bps", "table_env_bps", "side_bps", "model_coef_bps", "model_gain_bps",
+          "model_noise_bps", "model_env_bps", "saving_coef_gain_pct", "saving_noise_pct",
+          "saving_env_pct", "saving_total_pct")
 
 
 def measure(prior: Prior, symbols: SymbolSet) -> np.ndarray:
-    """[M, 4] bits (coef, gain, noise, side) of every chunk."""
+    """[M, 5] bits (coef, gain, noise, envelope, side) of every chunk."""
     rows = []
     for i in range(symbols.num_chunks):
         b = prior.chunk_bits(symbols.chunk(i))
-        rows.append((b.coef, b.gain, b.noise, b.side))
-    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+        rows.append((b.coef, b.gain, b.noise, b.envelope, b.side))
+    return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 
 def thread_check(model, symbols: SymbolSet, layout, chunks: int = 40,
@@ -85,36 +86,39 @@ def summarize(symbols: SymbolSet, table: np.ndarray, model: np.ndarray) -> list[
         rows.append({
             "kind": kind, "seconds": round(seconds, 1), "coded_bps": round(coded, 1),
             "table_coef_bps": round(t[0], 1), "table_gain_bps": round(t[1], 1),
-            "table_noise_bps": round(t[2], 1), "side_bps": round(t[3], 1),
+            "table_noise_bps": round(t[2], 1), "table_env_bps": round(t[3], 1),
+            "side_bps": round(t[4], 1),
             "model_coef_bps": round(m[0], 1), "model_gain_bps": round(m[1], 1),
-            "model_noise_bps": round(m[2], 1),
+            "model_noise_bps": round(m[2], 1), "model_env_bps": round(m[3], 1),
             "saving_coef_gain_pct": round(100 * (1 - (m[0] + m[1]) / (t[0] + t[1])), 2),
             "saving_noise_pct": round(100 * (1 - m[2] / max(t[2], 1e-9)), 2),
+            "saving_env_pct": round(100 * (1 - m[3] / max(t[3], 1e-9)), 2),
             "saving_total_pct": round(100 * (1 - m.sum() / coded), 2)})
     return rows
 
 
 def render(rows: list[dict], command: str, weights: str, threads: str = "") -> str:
-    head = ("| kind | seconds | coded bit/s | tables: coef / gain / noise | side (both) | "
-            "model: coef / gain / noise | saving coef+gain | saving noise | "
-            "**saving vs coded** |")
+    head = ("| kind | seconds | coded bit/s | tables: coef / gain / noise / envelope | "
+            "side (both) | model: coef / gain / noise / envelope | saving coef+gain | "
+            "saving noise | saving envelope | **saving vs coded** |")
     lines = ["# Context model: bits saved over the frozen tables (6 kbps symbols)", "",
              f"Command: `{command}`  ", f"Context model: `{weights}`", "",
              "Held-out split (`split=valid`), rate-control setting `kbps=6.0`; bits per "
              "second of audio. *coded* = actual payload bits of the shipped coder; "
              "*tables* = the frozen tables' ideal bits (with their previous-frame context); "
-             "*noise* = the noise-fill corrections (the model's separate noise-fill model "
-             "when it has one); *side* = everything else the coder sends (step, split and the "
-             "noise-fill envelope), which the model does not predict: counted the same for "
-             "both. "
-             "*saving vs coded* = 1 - (model coef + gain + noise + side) / coded.", "",
-             head, "|" + "---|" * 9]
+             "*noise* = the noise-fill corrections, *envelope* = the noise-fill envelope "
+             "(each with the model's own small model of it when it has one); *side* = "
+             "everything else the coder sends (step, split), which the model does not "
+             "predict: counted the same for both. "
+             "*saving vs coded* = 1 - (model coef + gain + noise + envelope + side) / coded.",
+             "", head, "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['seconds']} | {r['coded_bps']} | "
-                     f"{r['table_coef_bps']} / {r['table_gain_bps']} / {r['table_noise_bps']} | "
-                     f"{r['side_bps']} | {r['model_coef_bps']} / {r['model_gain_bps']} / "
-                     f"{r['model_noise_bps']} | {r['saving_coef_gain_pct']} % | "
-                     f"{r['saving_noise_pct']} % | **{r['saving_total_pct']} %** |")
+                     f"{r['table_coef_bps']} / {r['table_gain_bps']} / {r['table_noise_bps']} / "
+                     f"{r['table_env_bps']} | {r['side_bps']} | {r['model_coef_bps']} / "
+                     f"{r['model_gain_bps']} / {r['model_noise_bps']} / {r['model_env_bps']} | "
+                     f"{r['saving_coef_gain_pct']} % | {r['saving_noise_pct']} % | "
+                     f"{r['saving_env_pct']} % | **{r['saving_total_pct']} %** |")
     if threads:
         lines += ["", threads]
     return "\n".join(lines) + "\n"
@@ -141,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     symbols = load_or_extract(args.corpus, args.cache, "valid", args.minutes_per_kind, codec)
     t0 = time.perf_counter()
     table = measure(TablePrior(layout, tables), symbols)
-    neural = measure(NeuralPrior(model, layout, tables, model.noise), symbols)
+    neural = measure(NeuralPrior(model, layout, tables, model.noise, model.envelope), symbols)
     print(f"measured {symbols.num_chunks} chunks in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
     rows = summarize(symbols, table, neural)

@@ -18,11 +18,12 @@ from codec import chunkcoder
 from codec.context import store
 from codec.context.bits import NeuralPrior, TablePrior
 from codec.context.model import ContextConfig, ContextModel
+from codec.context.envelope import EnvelopeConfig, EnvelopeModel, envelope_features
 from codec.context.noise import NoiseConfig, NoiseModel, noise_features
 from codec.context.symbols import from_chunks, stream_symbols
 from codec.context.train import Trainer
 from codec.errors import UsageError, WeightsError
-from codec.scales import zero_segments
+from codec.scales import zero_regions, zero_segments
 from tests.conftest import SAMPLE, read_clip
 
 
@@ -50,11 +51,16 @@ def tiny_weights(codec, tmp_path_factory) -> Path:
 def test_table_prior_bits_match_the_coded_length(codec, chunks) -> None:
     layout, tables = codec.model.config.layout(), codec.model.tables
     prior = TablePrior(layout, tables)
-    measured = sum(prior.chunk_bits(c).total for c, _ in chunks)
+    parts = [prior.chunk_bits(c) for c, _ in chunks]
+    measured = sum(b.total for b in parts)
     ideal = sum(chunkcoder.chunk_bits(c, layout, tables) for c, _ in chunks)
     coded = 8 * sum(n for _, n in chunks)
     assert measured == pytest.approx(ideal, rel=1e-9)
     assert measured == pytest.approx(coded, rel=0.01)
+    # the envelope is its own part now: side is only the step and split (uniform)
+    assert sum(b.envelope for b in parts) > 0
+    uniform = sum(np.log2(256) + np.log2(c.gains.shape[1] + 1) for c, _ in chunks)
+    assert sum(b.side for b in parts) == pytest.approx(uniform, rel=1e-6)
 
 
 def test_neural_prior_counts_every_frame(codec, chunks, tiny_weights) -> None:
@@ -82,6 +88,53 @@ def test_noise_features_cover_every_coded_correction(codec, chunks) -> None:
     prior = NeuralPrior(ContextModel(ContextConfig.for_layout(layout, hidden=4)), layout,
                         codec.model.tables, model)
     assert 0 < prior.noise_bits(chunks[0][0]) < np.inf
+
+
+def test_envelope_features_cover_every_coded_value(codec, chunks) -> None:
+    """One feature row per envelope value the coder sends, in its order, with its value;
+    a model's bits replace the tables' envelope bits and nothing else."""
+    layout = codec.model.config.layout()
+    for c, _ in chunks:
+        feats, targets = envelope_features(c, layout)
+        residual, _ = chunkcoder.envelope_symbols(layout, c.envelope_values(layout),
+                                                  c.coefficients)
+        assert len(feats) == len(targets) == len(residual) > 0
+        mask = zero_regions(layout, c.coefficients)[0]
+        assert np.array_equal(targets + layout.envelope_low, c.envelope[0][mask])
+        assert feats.min() >= 0
+    model = EnvelopeModel(EnvelopeConfig.for_layout(layout, hidden=4))
+    base = ContextModel(ContextConfig.for_layout(layout, hidden=4))
+    base.set_layout(layout)
+    tables = codec.model.tables
+    with_env = NeuralPrior(base, layout, tables, envelope=model).chunk_bits(chunks[0][0])
+    without = NeuralPrior(base, layout, tables).chunk_bits(chunks[0][0])
+    table = TablePrior(layout, tables).chunk_bits(chunks[0][0])
+    assert 0 < with_env.envelope < np.inf and without.envelope == table.envelope
+    assert (with_env.coef, with_env.noise, with_env.side) == (without.coef, without.noise,
+                                                             without.side)
+
+
+def test_shipped_files_of_another_network_version_fail(codec, tiny_weights, tmp_path) -> None:
+    config = json.loads(tiny_weights.with_name("tiny.context.json").read_text())
+    config["config"].pop("version")                      # a version-1 file has none
+    (tmp_path / "old.context.json").write_text(json.dumps(config))
+    (tmp_path / "old.context.safetensors").write_bytes(tiny_weights.read_bytes())
+    with pytest.raises(WeightsError, match="version"):
+        store.load(codec, tmp_path / "old.context.safetensors")
+
+
+def test_side_models_round_trip_through_the_shipped_files(codec, tmp_path) -> None:
+    layout = codec.model.config.layout()
+    torch.manual_seed(0)
+    model = ContextModel(ContextConfig.for_layout(layout, hidden=4))
+    model.noise = NoiseModel(NoiseConfig.for_layout(layout, hidden=4))
+    model.envelope = EnvelopeModel(EnvelopeConfig.for_layout(layout, hidden=4))
+    meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
+    weights, _ = store.export(model, meta, tmp_path, "side")
+    loaded, _ = store.load(codec, weights)
+    assert loaded.noise is not None and loaded.envelope is not None
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
 
 
 def _trainer(codec, chunks) -> Trainer:

@@ -4,8 +4,10 @@ Both priors have one interface, `chunk_bits(chunk) -> ChunkBits`, so the bench
 measures either with the same bookkeeping, and the tables' figure can be checked
 against the real payload length (tests/test_context.py). What neither prior
 models is counted the same for both (`ChunkBits.side`): the chunk's step and split
-(uniform, as the coder sends them), and whatever else the coder sends. The noise-fill corrections cost what the
-frozen tables say, or what `codec.context.noise`'s model says when one is given.
+(uniform, as the coder sends them), and whatever else the coder sends. The
+noise-fill corrections and the noise-fill envelope cost what the frozen tables say,
+or what `codec.context.noise`'s / `codec.context.envelope`'s model says when one is
+given (mono chunks; a stereo chunk's side information costs what the tables say).
 """
 
 from __future__ import annotations
@@ -23,23 +25,26 @@ from codec.chunkcoder import ChunkSymbols
 from codec.context.batches import Batch
 from codec.context.model import ContextModel, coef_classes, escape_bits, frame_levels, nats_to_bits
 from codec.context.model import HISTORY
+from codec.context.envelope import EnvelopeModel, envelope_features
 from codec.context.noise import NoiseModel, noise_features
 from codec.scales import ScaleLayout, coefficient_tables
 
 
 @dataclass(frozen=True)
 class ChunkBits:
-    """Ideal bits of one chunk: coefficients, gains, noise-fill corrections, and the
-    rest (side: step, split, mid/side flag; uniform, the same for every prior)."""
+    """Ideal bits of one chunk: coefficients, gains, noise-fill corrections, noise-fill
+    envelope, and the rest (side: step, split, mid/side flag; uniform, the same for
+    every prior)."""
 
     coef: float
     gain: float
     noise: float
+    envelope: float
     side: float
 
     @property
     def total(self) -> float:
-        return self.coef + self.gain + self.noise + self.side
+        return self.coef + self.gain + self.noise + self.envelope + self.side
 
 
 class Prior(Protocol):
@@ -54,9 +59,25 @@ def table_parts(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTab
     table_of = coefficient_tables(layout, chunk.gains, chunk.frame_steps, q)
     coef = entropy.block_bits(q.reshape(-1), table_of.reshape(-1), tables)
     gain = entropy.block_bits(*chunkcoder._gain_residuals(layout, chunk.gains), tables)
-    noise = entropy.block_bits(*chunkcoder.noise_symbols(layout, chunk.noise, q), tables)
-    side = chunkcoder.chunk_bits(chunk, layout, tables) - coef - gain - noise
-    return ChunkBits(coef, gain, noise, side)
+    noise = table_noise_bits(chunk, layout, tables)
+    envelope = table_envelope_bits(chunk, layout, tables)
+    side = chunkcoder.chunk_bits(chunk, layout, tables) - coef - gain - noise - envelope
+    return ChunkBits(coef, gain, noise, envelope, side)
+
+
+def table_noise_bits(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable
+                     ) -> float:
+    """The frozen tables' bits of the noise-fill corrections block alone."""
+    q = chunk.coefficients.astype(np.int64)
+    return entropy.block_bits(*chunkcoder.noise_symbols(layout, chunk.noise, q), tables)
+
+
+def table_envelope_bits(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTable
+                        ) -> float:
+    """The frozen tables' bits of the noise-fill envelope block (0 without one)."""
+    q = chunk.coefficients.astype(np.int64)
+    return entropy.block_bits(*chunkcoder.envelope_symbols(
+        layout, chunk.envelope_values(layout), q), tables)
 
 
 class TablePrior:
@@ -99,21 +120,27 @@ def chunk_batch(chunk: ChunkSymbols, layout: ScaleLayout) -> Batch:
 
 class NeuralPrior:
     """The context model; each channel of a chunk is measured on its own. Without a
-    noise model the noise-fill corrections cost what the frozen tables say."""
+    noise (envelope) model the noise-fill corrections (envelope) cost what the frozen
+    tables say."""
 
     def __init__(self, model: ContextModel, layout: ScaleLayout,
-                 tables: entropy.CdfTable, noise: NoiseModel | None = None) -> None:
+                 tables: entropy.CdfTable, noise: NoiseModel | None = None,
+                 envelope: EnvelopeModel | None = None) -> None:
         self.model, self.layout, self.tables = model.eval(), layout, tables
         self.noise = noise.eval() if noise is not None else None
+        self.envelope = envelope.eval() if envelope is not None else None
 
     @torch.inference_mode()
     def noise_bits(self, chunk: ChunkSymbols) -> float:
         if self.noise is None or chunk.gains.shape[0] != 1:
-            return chunkcoder.noise_bits(chunk, self.layout, self.tables)
-        feats, targets = noise_features(chunk, self.layout)
-        if not len(targets):
-            return 0.0
-        return float(self.noise.bits(torch.from_numpy(feats), torch.from_numpy(targets)).sum())
+            return table_noise_bits(chunk, self.layout, self.tables)
+        return _model_bits(self.noise, *noise_features(chunk, self.layout))
+
+    @torch.inference_mode()
+    def envelope_bits(self, chunk: ChunkSymbols) -> float:
+        if self.envelope is None or chunk.gains.shape[0] != 1:
+            return table_envelope_bits(chunk, self.layout, self.tables)
+        return _model_bits(self.envelope, *envelope_features(chunk, self.layout))
 
     @torch.inference_mode()
     def chunk_bits(self, chunk: ChunkSymbols) -> ChunkBits:
@@ -125,4 +152,12 @@ class NeuralPrior:
             c, g = frame_bits(self.model, chunk_batch(mono, self.layout))
             coef, gain = coef + float(c.sum()), gain + float(g.sum())
         side = table_parts(chunk, self.layout, self.tables).side
-        return ChunkBits(coef, gain, self.noise_bits(chunk), side)
+        return ChunkBits(coef, gain, self.noise_bits(chunk), self.envelope_bits(chunk), side)
+
+
+def _model_bits(model: NoiseModel | EnvelopeModel, feats: np.ndarray,
+                targets: np.ndarray) -> float:
+    """Summed bits of a side-information model on its features and targets."""
+    if not len(targets):
+        return 0.0
+    return float(model.bits(torch.from_numpy(feats), torch.from_numpy(targets)).sum())

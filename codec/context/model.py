@@ -39,7 +39,15 @@ from codec.scales import ScaleLayout, band_levels
 HISTORY = 16
 """Past frames the model reads (its receptive field in time)."""
 EMA_DECAY = 0.75
-"""Decay per frame of the two exponential averages of the past."""
+"""Decay per frame of the two fast exponential averages of the past."""
+SLOW_DECAY = 0.9
+"""Decay per frame of the slow average of magnitudes (steady tones; version 2)."""
+CONFIG_VERSION = 2
+"""Version of the network layout; files of another version fail to load (WeightsError).
+1: 5 past features, two frequency convolutions. 2: + a slow magnitude average and a
+dilated frequency convolution (wider reach along frequency, for harmonics); the
+noise-fill model's richer features and the noise-fill envelope model."""
+PAST_FEATURES = 6
 GAIN_DELTA = 8
 """Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
 
@@ -56,6 +64,7 @@ class ContextConfig:
     hidden: int = 24
     num_steps: int = 256
     passes: int = 1               # 2: odd bins also see the frame's decoded even bins
+    version: int = CONFIG_VERSION
 
     @property
     def classes(self) -> int:
@@ -72,18 +81,25 @@ class ContextConfig:
 
 def past_features(q: Tensor) -> Tensor:
     """q [B, T + H, C] symbols (H = HISTORY leading frames of history, zeros before a
-    chunk) -> features [B, 5, T, C] of frames t - H .. t - 1 for each of the last T."""
+    chunk) -> features [B, 6, T, C] of frames t - H .. t - 1 for each of the last T:
+    signed and absolute log-magnitude of t - 1, absolute of t - 2, fast averages of the
+    nonzero mask and magnitude, a slow average of magnitude."""
     a = torch.log1p(q.abs().float())
     s = torch.sign(q.float()) * a
     nz = (q != 0).float()
     total = q.shape[1]
     frames = total - HISTORY
     last = lambda x, k: x[:, HISTORY - k: total - k]     # noqa: E731  frame t - k
-    decay = EMA_DECAY ** torch.arange(1, HISTORY + 1, dtype=torch.float32)
-    kernel = (decay / decay.sum()).flip(0).view(1, 1, HISTORY, 1)
-    ema = lambda x: F.conv2d(x[:, None, :total - 1], kernel)[:, 0]   # noqa: E731
-    feats = [last(s, 1), last(a, 1), last(a, 2), ema(nz)[:, :frames], ema(a)[:, :frames]]
+    feats = [last(s, 1), last(a, 1), last(a, 2), _ema(nz, EMA_DECAY)[:, :frames],
+             _ema(a, EMA_DECAY)[:, :frames], _ema(a, SLOW_DECAY)[:, :frames]]
     return torch.stack(feats, dim=1)
+
+
+def _ema(x: Tensor, decay: float) -> Tensor:
+    """[B, T + H, C] -> [B, T, C]: normalized exponential average of the H frames before."""
+    w = decay ** torch.arange(1, HISTORY + 1, dtype=torch.float32)
+    kernel = (w / w.sum()).flip(0).view(1, 1, HISTORY, 1)
+    return F.conv2d(x[:, None, :x.shape[1] - 1], kernel)[:, 0]
 
 
 class ContextModel(nn.Module):
@@ -93,8 +109,9 @@ class ContextModel(nn.Module):
         super().__init__()
         self.config = config
         h, c = config.hidden, config.bins
-        self.past1 = nn.Conv2d(5, h, (1, 5), padding=(0, 2))
+        self.past1 = nn.Conv2d(PAST_FEATURES, h, (1, 5), padding=(0, 2))
         self.past2 = nn.Conv2d(h, h, (1, 5), padding=(0, 2))
+        self.past3 = nn.Conv2d(h, h, (1, 5), padding=(0, 8), dilation=(1, 4))
         self.summary = nn.Linear(h, h)
         self.table = nn.Embedding(config.num_bands * config.levels, h)
         self.delta = nn.Embedding(2 * GAIN_DELTA + 2, h)        # last index: chunk's first frame
@@ -108,6 +125,7 @@ class ContextModel(nn.Module):
         if config.passes == 2:
             self.current = nn.Conv2d(3, h, (1, 5), padding=(0, 2))
         self.noise: nn.Module | None = None    # a `codec.context.noise.NoiseModel`, optional
+        self.envelope: nn.Module | None = None   # a `codec.context.envelope.EnvelopeModel`
         with torch.no_grad():                  # start near the truth: most symbols are 0
             self.head.bias[config.alphabet] += 4.0
         self.register_buffer("band_of_bin", torch.zeros(c, dtype=torch.long), persistent=False)
@@ -135,6 +153,7 @@ class ContextModel(nn.Module):
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
         x = F.silu(self.past1(past_features(q)))
         x = F.silu(self.past2(x))
+        x = x + F.silu(self.past3(x))
         return x, self.summary(x.mean(dim=3).transpose(1, 2))
 
     def gain_logits(self, summary: Tensor, gains: Tensor, steps: Tensor) -> Tensor:

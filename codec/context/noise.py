@@ -4,9 +4,11 @@ Coder 2 sends, per chunk, a correction for every (band, 4-frame segment) that ho
 a zero symbol, in band-major order, with two context-free tables (a band's first
 one, then deltas). Once the symbols are decoded, a decoder knows more: the band,
 the segment's level, how many of the band's symbols are zero there, the band's
-previous correction and the band below's correction in the same segment (decoded
-before). This model is a categorical over noise_low..noise_high from those five
-things (summed embeddings, then a small MLP), measured in bits like the rest.
+previous two corrections, the corrections of the two bands below in the same
+segment (decoded before) and the change of the band below from its previous
+segment, and the gain change across the segment (an onset). This model is a
+categorical over noise_low..noise_high from those nine things (summed embeddings,
+then a small MLP), measured in bits like the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from codec.scales import ScaleLayout, zero_segments
 
 ZERO_BUCKETS = 8
 """The share of zero symbols in a band's segment, in this many buckets."""
+DELTA = 4
+"""Changes (the band below's, the gain across a segment) are clipped to -DELTA..DELTA."""
+FEATURES = 9
+"""Columns of `noise_features`."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class NoiseConfig:
     levels: int = 37
     low: int = -16
     high: int = 4
-    hidden: int = 32
+    hidden: int = 48
 
     @property
     def values(self) -> int:
@@ -50,15 +56,18 @@ class NoiseConfig:
 
 def noise_features(chunk: ChunkSymbols, layout: ScaleLayout
                    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Features [n, 5] (band, level, zero bucket, previous in band, band below) and
+    """Features [n, FEATURES] (band, level, zero bucket, previous two in band, band below,
+    two bands below, the band below's change, the gain change across the segment) and
     targets [n] (value - noise_low) of the coded corrections of channel 0, in coded order."""
     q = chunk.coefficients[:1]
     mask = zero_segments(layout, q)[0]                                # [bands, segs]
-    noise = chunk.noise[0]
+    noise = chunk.noise[0].astype(np.int64) - layout.noise_low
     bands, segs = mask.shape
     frames = q.shape[-1]
     seg_first = np.arange(segs) * layout.noise_segment
-    levels = frame_levels(layout, chunk.gains[0], chunk.frame_steps)[seg_first]
+    seg_last = np.minimum(seg_first + layout.noise_segment, frames) - 1
+    gains = chunk.gains[0].astype(np.int64)
+    levels = frame_levels(layout, gains, chunk.frame_steps)[seg_first]
     zeros = np.add.reduceat((q[0] == 0).astype(np.int64), np.asarray(layout.band_edges[:-1]),
                             axis=0)
     zeros = np.add.reduceat(zeros, seg_first, axis=1)
@@ -66,37 +75,49 @@ def noise_features(chunk: ChunkSymbols, layout: ScaleLayout
     seg_len = np.diff(np.append(seg_first, frames))[None, :]
     bucket = np.minimum(zeros * ZERO_BUCKETS // (width * seg_len), ZERO_BUCKETS - 1)
     none = layout.noise_high - layout.noise_low + 1
-    coded_at = np.where(mask, np.arange(segs), -1)
-    last = np.maximum.accumulate(coded_at, axis=1)
-    before = np.concatenate([np.full((bands, 1), -1), last[:, :-1]], axis=1)
-    prev = np.take_along_axis(noise, np.maximum(before, 0), axis=1) - layout.noise_low
-    prev = np.where(before >= 0, prev, none)
-    below = np.full((bands, segs), none)
-    below[1:] = np.where(mask[:-1], noise[:-1] - layout.noise_low, none)
-    band = np.broadcast_to(np.arange(bands)[:, None], (bands, segs))
-    level = np.broadcast_to(levels[None, :], (bands, segs))
-    feats = np.stack([band, level, bucket, prev, below], axis=-1)[mask]
-    return feats.astype(np.int64), (noise[mask] - layout.noise_low).astype(np.int64)
+    prev, prev2 = previous_coded(noise, mask, 1, none), previous_coded(noise, mask, 2, none)
+    coded = np.where(mask, noise, none)
+    below, below2 = np.full((bands, segs), none), np.full((bands, segs), none)
+    below[1:], below2[2:] = coded[:-1], coded[:-2]
+    below_prev = np.full((bands, segs), none)
+    below_prev[1:] = prev[:-1]
+    change = np.where((below < none) & (below_prev < none),
+                      np.clip(below - below_prev, -DELTA, DELTA) + DELTA, 2 * DELTA + 1)
+    onset = np.clip(gains[seg_last] - gains[seg_first], -DELTA, DELTA) + DELTA
+    grid = lambda x: np.broadcast_to(x, (bands, segs))               # noqa: E731
+    feats = np.stack([grid(np.arange(bands)[:, None]), grid(levels[None, :]), bucket, prev,
+                      prev2, below, below2, change, grid(onset[None, :])], axis=-1)[mask]
+    return feats.astype(np.int64), noise[mask].astype(np.int64)
+
+
+def previous_coded(values: NDArray[np.int64], mask: NDArray[np.bool_], lag: int,
+              none: int) -> NDArray[np.int64]:
+    """[rows, n]: the `lag`-th coded value before each place along its row (none if absent)."""
+    out = np.full(mask.shape, none, np.int64)
+    for r in range(mask.shape[0]):
+        at = np.flatnonzero(mask[r])
+        if not at.size:
+            continue
+        rank = np.cumsum(mask[r]) - mask[r]              # coded values strictly before
+        out[r] = np.where(rank >= lag, values[r, at[np.maximum(rank - lag, 0)]], none)
+    return out
 
 
 class NoiseModel(nn.Module):
-    """features [n, 5] -> logits [n, values]."""
+    """features [n, FEATURES] -> logits [n, values]."""
 
     def __init__(self, config: NoiseConfig) -> None:
         super().__init__()
         self.config = config
         h, v = config.hidden, config.values
-        self.band = nn.Embedding(config.num_bands, h)
-        self.level = nn.Embedding(config.levels, h)
-        self.zeros = nn.Embedding(ZERO_BUCKETS, h)
-        self.prev = nn.Embedding(v + 1, h)
-        self.below = nn.Embedding(v + 1, h)
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, v))
+        sizes = [config.num_bands, config.levels, ZERO_BUCKETS, v + 1, v + 1, v + 1, v + 1,
+                 2 * DELTA + 2, 2 * DELTA + 1]
+        self.embed = nn.ModuleList(nn.Embedding(n, h) for n in sizes)
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h), nn.SiLU(),
+                                 nn.Linear(2 * h, v))
 
     def forward(self, feats: Tensor) -> Tensor:
-        x = (self.band(feats[:, 0]) + self.level(feats[:, 1]) + self.zeros(feats[:, 2])
-             + self.prev(feats[:, 3]) + self.below(feats[:, 4]))
-        return self.out(x)
+        return self.out(sum(e(feats[:, i]) for i, e in enumerate(self.embed)))
 
     def bits(self, feats: Tensor, targets: Tensor) -> Tensor:
         """[n] bits of each correction."""
@@ -112,7 +133,7 @@ def chunk_features(symbols, layout: ScaleLayout) -> tuple[Tensor, Tensor]:
         targets.append(t)
     cat = (lambda xs, shape: torch.from_numpy(np.concatenate(xs)) if xs   # noqa: E731
            else torch.zeros(shape, dtype=torch.long))
-    return cat(feats, (0, 5)), cat(targets, (0,))
+    return cat(feats, (0, FEATURES)), cat(targets, (0,))
 
 
 def train_noise(symbols, layout: ScaleLayout, steps: int = 3000, batch: int = 4096,

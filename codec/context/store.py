@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from codec.context.model import ContextConfig, ContextModel
+from codec.context.model import CONFIG_VERSION, ContextConfig, ContextModel
+from codec.context.envelope import EnvelopeConfig, EnvelopeModel
 from codec.context.noise import NoiseConfig, NoiseModel
 from codec.errors import WeightsError
 
@@ -71,14 +72,17 @@ def load_checkpoint(directory: Path, model: ContextModel,
 
 def export(model: ContextModel, meta: dict[str, Any], out_dir: Path,
            name: str = DEFAULT_NAME) -> tuple[Path, Path]:
-    """Write the shipped pair (weights + JSON config); the noise-fill model, if the
-    model has one (`model.noise`), is in the same file under ``noise.``."""
+    """Write the shipped pair (weights + JSON config); the noise-fill models, if the
+    model has them (`model.noise`, `model.envelope`), are in the same file under
+    ``noise.`` and ``envelope.``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.context.safetensors"
     config = out_dir / f"{name}.context.json"
     extra: dict[str, Any] = {}
     if model.noise is not None:
         extra["noise_config"] = model.noise.config.to_dict()
+    if model.envelope is not None:
+        extra["envelope_config"] = model.envelope.config.to_dict()
     _write_tensors(weights, {k: v.float() for k, v in model.state_dict().items()})
     _write_json(config, {**meta, **extra, "config": model.config.to_dict()})
     return weights, config
@@ -86,7 +90,7 @@ def export(model: ContextModel, meta: dict[str, Any], out_dir: Path,
 
 def load(codec: Any, path: str | Path | None = None) -> tuple[ContextModel, dict[str, Any]]:
     """The context model for a loaded `Codec` (default: the shipped one), in eval mode;
-    its noise-fill model (or None) is `model.noise`.
+    its noise-fill models (or None) are `model.noise` and `model.envelope`.
 
     `path` is the weights file (its JSON config beside it, same stem).
     WeightsError if a file is missing or the model was trained on another codec.
@@ -101,9 +105,16 @@ def load(codec: Any, path: str | Path | None = None) -> tuple[ContextModel, dict
         raise WeightsError(f"context model {weights.name} was trained on codec decoder "
                            f"{meta.get('decoder_sha256')}, but the loaded codec is {want}; "
                            "retrain it (python -m codec.context.train)")
+    version = meta.get("config", {}).get("version", 1)
+    if version != CONFIG_VERSION:
+        raise WeightsError(f"context model {weights.name} has network version {version}, this "
+                           f"code reads version {CONFIG_VERSION}; retrain it "
+                           "(python -m codec.context.train)")
     model = ContextModel(ContextConfig(**meta["config"]))
     if "noise_config" in meta:
         model.noise = NoiseModel(NoiseConfig(**meta["noise_config"]))
+    if "envelope_config" in meta:
+        model.envelope = EnvelopeModel(EnvelopeConfig(**meta["envelope_config"]))
     model.load_state_dict(load_file(str(weights)))
     model.set_layout(codec.model.config.layout())
     return model.eval(), meta

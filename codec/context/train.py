@@ -2,20 +2,22 @@
 
     python -m codec.context.train --data /work/corpus --out runs/context \
         [--cache DIR] [--minutes-per-kind 25] [--steps 1200] [--passes 2] [--budget-s 1800] \
-        [--export]
+        [--val-every 10] [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
 --cache). Only split=train is read. The run stops cleanly on SIGINT/SIGTERM or at
 --budget-s (`StopFlag`), writing a checkpoint under --out; running the same
 command again resumes from it exactly. When the frame model is done, a small
-model of the noise-fill corrections (`codec.context.noise`) is fitted in about
-a minute (--noise-steps; kept in the checkpoint folder). --export writes the shipped pair
+model of the noise-fill corrections (`codec.context.noise`) and one of the
+noise-fill envelope (`codec.context.envelope`) are fitted in a minute or two each
+(--noise-steps; kept in the checkpoint folder). --export writes the shipped pair
 (`codec/pretrained/aec-base.context.*`, tied to the loaded codec's decoder SHA).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -29,7 +31,8 @@ from safetensors.torch import load_file, save_file
 from codec.context import store
 from codec.context.batches import epoch_order, make_batch, windows
 from codec.context.bits import frame_bits
-from codec.context.model import ContextConfig, ContextModel
+from codec.context.envelope import EnvelopeConfig, EnvelopeModel, train_envelope
+from codec.context.model import CONFIG_VERSION, ContextConfig, ContextModel
 from codec.context.noise import NoiseConfig, NoiseModel, train_noise
 from codec.context.symbols import KBPS, SymbolSet, load_or_extract
 from codec.scales import ScaleLayout
@@ -95,8 +98,46 @@ class Trainer:
         return True
 
 
+def split_validation(symbols: SymbolSet, every: int) -> tuple[SymbolSet, SymbolSet | None]:
+    """(training part, validation part): every `every`-th clip's chunks are held out
+    (0: none held out)."""
+    if every <= 0:
+        return symbols, None
+    val = symbols.chunk_clip % every == every - 1
+    if not val.any() or val.all():
+        return symbols, None
+    return symbols.subset(np.flatnonzero(~val)), symbols.subset(np.flatnonzero(val))
+
+
+@torch.no_grad()
+def validate(model: ContextModel, symbols: SymbolSet, layout: ScaleLayout,
+             length: int = 32, batch: int = 64) -> dict[str, float]:
+    """Mean bits per frame (coefficients, gain) on a symbol set, in eval mode."""
+    model.eval()
+    spans = windows(symbols, length)
+    coef = gain = frames = 0.0
+    for i in range(0, len(spans), batch):
+        b = make_batch(symbols, layout, spans[i:i + batch], length)
+        c, g = frame_bits(model, b)
+        coef, gain = coef + float(c.sum()), gain + float(g.sum())
+        frames += float(b.mask.sum())
+    model.train()
+    return {"val_coef": coef / max(frames, 1.0), "val_gain": gain / max(frames, 1.0)}
+
+
+def _log_validation(trainer: Trainer, val: SymbolSet | None, out: Path) -> None:
+    if val is None:
+        return
+    got = {"step": trainer.step, **validate(trainer.model, val, trainer.layout, trainer.length)}
+    print(f"step {trainer.step}: validation bits/frame coef {got['val_coef']:.2f} "
+          f"gain {got['val_gain']:.3f}", file=sys.stderr, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "val.jsonl", "a") as f:
+        f.write(json.dumps(got) + "\n")
+
+
 def run(trainer: Trainer, out: Path, budget_s: float | None, log_every: int = 50,
-        save_every: int = 500) -> StopFlag:
+        save_every: int = 500, val: SymbolSet | None = None) -> StopFlag:
     """Train until `trainer.steps`, a signal or the budget; checkpoint on the way out."""
     ckpt = out / "checkpoint"
     if trainer.resume(ckpt):
@@ -113,23 +154,30 @@ def run(trainer: Trainer, out: Path, budget_s: float | None, log_every: int = 50
                       file=sys.stderr, flush=True)
             if trainer.step % save_every == 0:
                 trainer.save(ckpt)
+                _log_validation(trainer, val, out)
             if stop.should_stop(step_s=time.monotonic() - t0):
                 break
     trainer.save(ckpt)
+    if trainer.step % save_every:
+        _log_validation(trainer, val, out)
     return stop
 
 
-def noise_model(symbols: SymbolSet, layout: ScaleLayout, directory: Path,
-                steps: int) -> NoiseModel:
-    """The noise-fill model: trained once (about a minute) after the frame model, kept in
-    the checkpoint folder so a rerun reuses it."""
-    path = directory / "noise.safetensors"
-    model = NoiseModel(NoiseConfig.for_layout(layout))
+def side_model(kind: str, symbols: SymbolSet, layout: ScaleLayout, directory: Path,
+               steps: int) -> NoiseModel | EnvelopeModel:
+    """A noise-fill model (`kind` "noise": the corrections, "envelope": the envelope):
+    trained once (a minute or two) after the frame model, kept in the checkpoint folder
+    (file named by the network version) so a rerun reuses it."""
+    path = directory / f"{kind}-v{CONFIG_VERSION}.safetensors"
+    if kind == "noise":
+        model, fit = NoiseModel(NoiseConfig.for_layout(layout)), train_noise
+    else:
+        model, fit = EnvelopeModel(EnvelopeConfig.for_layout(layout)), train_envelope
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model.eval()
-    print(f"training the noise-fill model ({steps} steps)", file=sys.stderr, flush=True)
-    model = train_noise(symbols, layout, steps)
+    print(f"training the {kind} model ({steps} steps)", file=sys.stderr, flush=True)
+    model = fit(symbols, layout, steps)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(path))
     return model
@@ -162,8 +210,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="2 (shipped): odd bins also condition on the frame's even bins; "
                         "1: every bin from the past only")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--val-every", type=int, default=10,
+                   help="hold out every N-th training clip for validation (0: none)")
     p.add_argument("--noise-steps", type=int, default=3000,
-                   help="steps of the noise-fill model, trained after the frame model (0: none)")
+                   help="steps of each noise-fill model (corrections, envelope), trained "
+                        "after the frame model (0: none)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget")
     p.add_argument("--export", action="store_true",
                    help="write codec/pretrained/aec-base.context.{safetensors,json}")
@@ -180,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     symbols = load_or_extract(args.data, args.cache, "train", args.minutes_per_kind, codec)
     config = ContextConfig.for_layout(layout, hidden=args.hidden,
                                       passes=args.passes)
-    trainer = Trainer(symbols, layout, config, args.steps, args.batch, args.length, args.lr)
-    stop = run(trainer, args.out, args.budget_s)
+    train_part, val = split_validation(symbols, args.val_every)
+    trainer = Trainer(train_part, layout, config, args.steps, args.batch, args.length, args.lr)
+    stop = run(trainer, args.out, args.budget_s, val=val)
     if stop.reason:
         print(f"stopped: {stop.reason} at step {trainer.step}", file=sys.stderr)
     elif args.noise_steps:
-        trainer.model.noise = noise_model(symbols, layout, args.out / "checkpoint",
-                                          args.noise_steps)
+        ckpt = args.out / "checkpoint"
+        trainer.model.noise = side_model("noise", symbols, layout, ckpt, args.noise_steps)
+        if layout.envelope_regions:
+            trainer.model.envelope = side_model("envelope", symbols, layout, ckpt,
+                                                args.noise_steps)
     if args.export:
         paths = store.export(trainer.model, export_meta(codec, symbols, trainer), args.export_dir)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
