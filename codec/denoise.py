@@ -23,6 +23,12 @@ how far each bin sits above the quiet level around it, so a clean recording
 (whose floor is far below its speech) can pass almost untouched while a noisy
 one is masked. Version 1 files (log power only) still load.
 
+Version 3 files (``strength_head``) add a per-frame strength s in (0, 1), a
+1x1 conv plus sigmoid over both features: the applied gain is
+``1 - s * (1 - mask)``. It lets the net learn to relax the whole frame towards
+pass-through when the floor says the input is clean, rather than relying on
+the mask net to recognise every clean sound.
+
 Windowed encoding equals whole-signal encoding when a window carries
 `DenoisingEncoder.context_frames` frames of context each side: the mask net
 reaches `radius` frames, the floor feature `floor_frames + 1` more, and the
@@ -63,6 +69,7 @@ class DenoiseConfig:
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1)   # one per layer; () means all 1
     floor_frames: int = 0      # noise-floor feature half-window (frames); 0: none (version 1)
+    strength_head: bool = False   # per-frame strength from the features (version 3)
     version: int = 1
 
     @property
@@ -97,14 +104,15 @@ class DenoiseConfig:
         if min(config.bins, config.hidden, config.layers, config.kernel,
                *config.dilations) < 1 or config.kernel % 2 == 0 or \
                 config.version != config.expected_version or config.floor_frames < 0 or \
+                (config.strength_head and not config.floor_frames) or \
                 len(config.dilations) not in (0, config.layers):
             raise WeightsError(f"unsupported denoiser config {config}")
         return config
 
     @property
     def expected_version(self) -> int:
-        """1: log power features only; 2: plus the noise-floor feature."""
-        return 2 if self.floor_frames else 1
+        """1: log power features only; 2: plus the noise floor; 3: plus the strength head."""
+        return 3 if self.strength_head else 2 if self.floor_frames else 1
 
 
 def log_power_features(y: Tensor) -> Tensor:
@@ -155,9 +163,17 @@ class MaskNet(nn.Module):
         self.out = nn.Conv1d(width, config.bins, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.constant_(self.out.bias, 4.0)
+        self.strength = nn.Conv1d(config.bins * config.features, 1, 1) \
+            if config.strength_head else None
+        if self.strength is not None:     # starts at s = 1 - 3e-4: the plain mask
+            nn.init.zeros_(self.strength.weight)
+            nn.init.constant_(self.strength.bias, 8.0)
 
     def forward(self, features: Tensor) -> Tensor:
-        return torch.sigmoid(self.out(self.body(features)))
+        mask = torch.sigmoid(self.out(self.body(features)))
+        if self.strength is None:
+            return mask
+        return 1.0 - torch.sigmoid(self.strength(features)) * (1.0 - mask)
 
 
 class DenoisingEncoder(nn.Module):

@@ -142,13 +142,17 @@ def test_windowed_denoising_equals_whole(folders, noisy) -> None:
                                whole[..., first: first + count], atol=1e-6, rtol=1e-5)
 
 
-def test_noise_floor_version_2_windows_equal_whole(noisy, tmp_path) -> None:
-    """A version 2 net (noise-floor feature) saves, loads and stays windowed == whole."""
+@pytest.mark.parametrize("head", [False, True])
+def test_noise_floor_versions_windows_equal_whole(noisy, tmp_path, head) -> None:
+    """Version 2 (noise-floor feature) and 3 (plus the strength head) nets save, load
+    and stay windowed == whole."""
     torch.manual_seed(1)
     config = DenoiseConfig(hidden=16, layers=2, kernel=3, dilations=(1, 3), floor_frames=6,
-                           version=2)
+                           strength_head=head, version=3 if head else 2)
     encoder = DenoisingEncoder(config)
     torch.nn.init.normal_(encoder.mask.out.weight, std=0.3)
+    if head:
+        torch.nn.init.normal_(encoder.mask.strength.weight, std=0.3)
     folder = _copy_base(tmp_path / "v2")
     sha = sha256_file(PRETRAINED / "aec-base.decoder.safetensors")
     save_denoiser(denoise_path(folder), encoder, sha)
@@ -171,7 +175,9 @@ def test_noise_floor_version_2_windows_equal_whole(noisy, tmp_path) -> None:
 @pytest.mark.parametrize("fields", [{"floor_frames": 5, "version": 1},
                                     {"floor_frames": 0, "version": 2},
                                     {"floor_frames": -1, "version": 2},
-                                    {"version": 3}])
+                                    {"floor_frames": 5, "strength_head": True, "version": 2},
+                                    {"floor_frames": 0, "strength_head": True, "version": 3},
+                                    {"version": 4}])
 def test_config_version_must_match_features(fields) -> None:
     import json
 
@@ -226,11 +232,12 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     # a fine-tune that adds the noise-floor feature starts at exactly the old mask
     assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "0", "--init-from",
                        str(tmp_path / "a" / "checkpoint"), "--floor-frames", "4",
-                       "--augment", "0.5", "--distortion-weight", "2"]) == 0
+                       "--augment", "0.5", "--distortion-weight", "2", "--strength-head"]) == 0
     c = load_denoiser(tmp_path / "c" / "aec-base", sha)
-    assert c.config.version == 2 and c.config.floor_frames == 4
+    assert c.config.version == 3 and c.config.floor_frames == 4 and c.config.strength_head
     x = torch.from_numpy(read_clip(SPEECH)[0][0, : 320 * 40]).reshape(1, 1, -1)
-    torch.testing.assert_close(c(x), a(x), atol=1e-6, rtol=1e-5)
+    y = c.mdct(x)      # the new head starts at strength 1 - 3e-4: the old mask to 3e-4
+    assert (c.gain(y) - a.gain(y)).abs().max() < 4e-4
     assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "2"]) == 0
     shutil.rmtree(tmp_path / "corpus")
 

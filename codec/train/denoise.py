@@ -36,7 +36,8 @@ file is exported to ``OUT/NAME.denoise.safetensors`` (and, with
 ``--init-from CHECKPOINT`` starts a new run from another run's mask weights (a
 fine-tune; fresh optimiser, step 0). When the new net reads more features
 (``--floor-frames``: the version 2 noise-floor input), the first layer's extra
-input weights start at zero, so step 0 computes exactly the old mask.
+input weights start at zero, so step 0 computes exactly the old mask; a new
+``--strength-head`` (version 3) starts at a strength of 1 - 3e-4.
 """
 
 from __future__ import annotations
@@ -201,7 +202,9 @@ class Trainer:
             grown = torch.zeros_like(own[first])
             grown[:, : state[first].shape[1]] = state[first]
             state[first] = grown
-        self.encoder.mask.load_state_dict(state)
+        missing = self.encoder.mask.load_state_dict(state, strict=False).missing_keys
+        if any(not key.startswith("strength.") for key in missing):
+            raise ValueError(f"{directory}: no weights for {missing}")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -228,6 +231,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated, one per layer ('' : all 1)")
     parser.add_argument("--floor-frames", type=int, default=DenoiseConfig.floor_frames,
                         help="noise-floor feature half-window in frames (0: none, version 1)")
+    parser.add_argument("--strength-head", action="store_true",
+                        help="add the per-frame strength head (needs --floor-frames; version 3)")
     parser.add_argument("--distortion-weight", type=float, default=None,
                         help="weight of speech distortion against residual noise (default 1: "
                              "the plain error; on a resume: the run's own unless given)")
@@ -284,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
         net_config = DenoiseConfig(bins=bins, hidden=args.hidden, layers=args.layers,
                                    kernel=args.kernel, dilations=dilations,
                                    floor_frames=args.floor_frames,
-                                   version=2 if args.floor_frames else 1)
+                                   strength_head=args.strength_head,
+                                   version=3 if args.strength_head else
+                                   2 if args.floor_frames else 1)
     if args.clean_share is not None:
         config = replace(config, clean_share=args.clean_share)
     if args.distortion_weight is not None:
