@@ -145,6 +145,23 @@ def _trainer(codec, chunks) -> Trainer:
                    batch=2, length=8)
 
 
+def test_validation_holds_out_whole_clips(codec, chunks) -> None:
+    """Every N-th training clip is held out whole; the model's bits on it are finite."""
+    from codec.context.train import split_validation, validate
+    many = (chunks * 3)[:3]                             # three pretend clips
+    symbols = from_chunks(many, np.arange(3), np.array(["music"] * 3),
+                          np.array(["a", "b", "c"]), np.full(3, 5.0))
+    train, val = split_validation(symbols, 3)
+    assert val is not None and set(val.chunk_clip) == {2} and 2 not in set(train.chunk_clip)
+    assert train.num_chunks + val.num_chunks == symbols.num_chunks
+    assert split_validation(symbols, 0) == (symbols, None)
+    layout = codec.model.config.layout()
+    model = ContextModel(ContextConfig.for_layout(layout, hidden=4))
+    model.set_layout(layout)
+    got = validate(model, val, layout)
+    assert 0 < got["val_coef"] < np.inf and 0 < got["val_gain"] < np.inf
+
+
 def test_training_resumes_exactly(codec, chunks, tmp_path, one_thread) -> None:
     straight = _trainer(codec, chunks)
     for _ in range(4):
