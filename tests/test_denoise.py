@@ -201,6 +201,19 @@ def test_other_voice_is_seeded_and_off_by_default() -> None:
     assert all(np.array_equal(p, o) for p, o in zip(plain, off))   # old runs unchanged
     on = batch(pools, 0, 7, 3, 9600, augment=1.0)
     assert not np.array_equal(plain[1], on[1])
+    assert not np.array_equal(plain[1], batch(pools, 0, 7, 3, 9600, stretch=1.0)[1])
+
+
+def test_slow_down_keeps_the_pitch() -> None:
+    from codec.train.denoise_data import slow_down
+
+    t = np.arange(24000) / 24000
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32) * (t < 0.5)
+    slow = slow_down(tone, 200000, np.random.default_rng(0))     # long enough: no crop
+    active = np.flatnonzero(np.abs(slow) > 0.1)
+    assert 1.4 * 0.5 * 24000 < active[-1] - active[0] < 3.1 * 0.5 * 24000
+    spectrum = np.abs(np.fft.rfft(slow[active[0]: active[-1]]))
+    assert abs(np.argmax(spectrum) * 24000 / (active[-1] - active[0]) - 440) < 5
 
 
 def _tiny_corpus(root: Path) -> Path:

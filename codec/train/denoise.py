@@ -82,6 +82,7 @@ class DenoiseTrainConfig:
     clean_share: float = 0.2
     distortion_weight: float = 1.0
     augment: float = 0.0
+    stretch: float = 0.0
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -142,7 +143,7 @@ class Trainer:
     def step(self) -> Losses:
         noisy, clean = batch(self.pools, self.config.seed, self.step_index,
                              self.config.batch_size, self.length, self.config.clean_share,
-                             self.config.augment)
+                             self.config.augment, self.config.stretch)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step_index)
         mdct = self.encoder.mdct
@@ -239,6 +240,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--augment", type=float, default=None,
                         help="share of examples with a changed voice (denoise_data.other_voice; "
                              "default 0; on a resume: the run's own unless given)")
+    parser.add_argument("--stretch", type=float, default=None,
+                        help="share of examples slowed down (denoise_data.slow_down; default 0; "
+                             "on a resume: the run's own unless given)")
     parser.add_argument("--lr", type=float, default=DenoiseTrainConfig.lr)
     parser.add_argument("--init-from", type=Path, default=None,
                         help="a run's checkpoint folder to start a new run from (fine-tune)")
@@ -298,6 +302,8 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, distortion_weight=args.distortion_weight)
     if args.augment is not None:
         config = replace(config, augment=args.augment)
+    if args.stretch is not None:
+        config = replace(config, stretch=args.stretch)
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)

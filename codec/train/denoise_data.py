@@ -11,7 +11,10 @@ another voice: resampled by a random factor within +-VOICE_OCTAVES (pitch and
 formants move together, as in a cartoon or a child's voice; band-limited, by
 FFT) and tilted by a random first-order EQ, so that voices unlike the few
 training speakers still pass through. Both the clean target and the mixture
-use the changed voice.
+use the changed voice. With ``stretch`` > 0, that share of the speech is slowed
+down 1.5 to 3 times at the same pitch (`slow_down`, a phase vocoder), so that
+held vowels and hums of a voice ("aaa", "nnn", as in spelled letters) are in
+the clean data too, not only in the noise (mains hum, music).
 
 Pools of clips are read once (seeded choice); every batch is then a pure
 function of (seed, step), so a resumed run sees the same data as an
@@ -41,6 +44,9 @@ MUSIC_EXCERPT_S = 8.0
 #: y[n] = x[n] - a x[n-1] with a in U(-VOICE_TILT, VOICE_TILT).
 VOICE_OCTAVES = 0.4
 VOICE_TILT = 0.5
+#: Slow-down factors for `stretch` (same pitch): U(SLOW_RANGE).
+SLOW_RANGE = (1.5, 3.0)
+STFT_SIZE, STFT_HOP = 1024, 256
 
 Array = NDArray[np.float32]
 
@@ -167,16 +173,56 @@ def other_voice(clip: Array, length: int, rng: np.random.Generator) -> Array:
     return voice.astype(np.float32)
 
 
+def slow_down(clip: Array, length: int, rng: np.random.Generator) -> Array:
+    """clip (or a random stretch of it) made 1.5-3x longer at the same pitch.
+
+    A phase vocoder: STFT (Hann, STFT_SIZE / STFT_HOP), magnitudes interpolated
+    between frames, phases advanced by each bin's measured frequency, overlap-add.
+    """
+    factor = rng.uniform(*SLOW_RANGE)
+    need = int(length / factor) + 2 * STFT_SIZE
+    if len(clip) > need:
+        start = int(rng.integers(0, len(clip) - need + 1))
+        clip = clip[start: start + need]
+    window = np.hanning(STFT_SIZE + 1)[:-1]
+    padded = np.pad(clip.astype(np.float64), (STFT_SIZE, STFT_SIZE))
+    count = 1 + (len(padded) - STFT_SIZE) // STFT_HOP
+    frames = np.stack([padded[i * STFT_HOP: i * STFT_HOP + STFT_SIZE] for i in range(count)])
+    spec = np.fft.rfft(frames * window, axis=1)                       # [frames, bins]
+    spec = np.concatenate([spec, np.zeros((2, spec.shape[1]))])
+    steps = np.arange(0.0, count - 1, 1.0 / factor)
+    low = steps.astype(int)
+    alpha = (steps - low)[:, None]
+    magnitude = (1 - alpha) * np.abs(spec[low]) + alpha * np.abs(spec[low + 1])
+    expected = 2 * np.pi * STFT_HOP * np.arange(spec.shape[1]) / STFT_SIZE
+    delta = np.angle(spec[low + 1]) - np.angle(spec[low]) - expected
+    delta -= 2 * np.pi * np.round(delta / (2 * np.pi))
+    phase = np.angle(spec[0]) + np.concatenate(
+        [np.zeros((1, spec.shape[1])), np.cumsum(expected + delta, axis=0)[:-1]])
+    out_frames = np.fft.irfft(magnitude * np.exp(1j * phase), n=STFT_SIZE, axis=1) * window
+    size = STFT_HOP * (len(steps) - 1) + STFT_SIZE
+    out, norm = np.zeros(size), np.zeros(size)
+    for i, frame in enumerate(out_frames):
+        out[i * STFT_HOP: i * STFT_HOP + STFT_SIZE] += frame
+        norm[i * STFT_HOP: i * STFT_HOP + STFT_SIZE] += window ** 2
+    out = out / np.maximum(norm, 1e-3)
+    return out[STFT_SIZE: size - STFT_SIZE].astype(np.float32)
+
+
 def example(pools: Pools, length: int, rng: np.random.Generator,
-            clean_share: float | None = None, augment: float = 0.0) -> tuple[Array, Array]:
+            clean_share: float | None = None, augment: float = 0.0,
+            stretch: float = 0.0) -> tuple[Array, Array]:
     """One (noisy, clean) pair of `length` samples at a random level.
 
     `clean_share` overrides SOURCE_WEIGHTS["clean"] (the noise sources keep their ratios);
-    `augment` is the share of examples whose voice is changed (`other_voice`).
+    `augment` is the share of examples whose voice is changed (`other_voice`), `stretch`
+    the share slowed down (`slow_down`).
     """
     clip = pools.speech[int(rng.integers(len(pools.speech)))]
     if augment > 0.0 and rng.uniform() < augment:   # no draw when off: old runs unchanged
         clip = other_voice(clip, length, rng)
+    if stretch > 0.0 and rng.uniform() < stretch:
+        clip = slow_down(clip, length, rng)
     clean = _place(clip, length, rng)
     sources = list(SOURCE_WEIGHTS)
     weights = np.array([SOURCE_WEIGHTS[s] for s in sources])
@@ -198,8 +244,9 @@ def example(pools: Pools, length: int, rng: np.random.Generator,
 
 
 def batch(pools: Pools, seed: int, step: int, size: int, length: int,
-          clean_share: float | None = None, augment: float = 0.0) -> tuple[Array, Array]:
+          clean_share: float | None = None, augment: float = 0.0,
+          stretch: float = 0.0) -> tuple[Array, Array]:
     """(noisy, clean) float32 [size, length]: a pure function of (seed, step)."""
     rng = np.random.default_rng([seed, step])
-    pairs = [example(pools, length, rng, clean_share, augment) for _ in range(size)]
+    pairs = [example(pools, length, rng, clean_share, augment, stretch) for _ in range(size)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
