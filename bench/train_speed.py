@@ -3,12 +3,18 @@
     python -m bench.train_speed --data /data/corpus [--threads 1 2] [--steps 12]
     python -m bench.train_speed --arch autoencoder --init-from CHECKPOINT ...
 
-`--arch transform` (the default) measures what the shipped transform coder
-trains: its decoder-side post-filter (`codec.train.postfilter`, `--layers` x
-`--hidden`, batch 8 x 1 s crops at a random step each) on top of the shipped
-model's frozen tables; it has no rate phase (the tables fix the rate), and
-building the quantized latent is booked to "forward". `--arch autoencoder`
-measures the earlier autoencoder (what `aec train` trains).
+`--arch tables` (the default) measures how the shipped model is trained:
+`codec.train.fit_tables` counting the symbols of the shipped fit's training
+clips (`--clips` per kind of the same seeded selection, at most 15 s each) at
+every step it counts, plus its noise pass on every third clip. A "step" is one
+clip; the phases are data (reading the file), mdct, quantize, tables (which
+table codes each symbol), count and noise. `--arch postfilter` (alias
+`transform`) measures the transform coder's optional decoder-side post-filter
+(`codec.train.postfilter`, `--layers` x `--hidden`, batch 8 x 1 s crops at a
+random step each) on top of the shipped model's frozen tables; it has no rate
+phase (the tables fix the rate), and building the quantized latent is booked
+to "forward". `--arch autoencoder` measures the earlier autoencoder (what
+`aec train` trains).
 
 For each thread count (and CUDA when present) a fresh child process builds
 the architecture with the training config
@@ -43,6 +49,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INIT = REPO / "checkpoints" / "aec-base"
+TABLE_PHASES = ("mdct", "quantize", "tables", "count", "noise")
+"""Phases of table fitting (`--arch tables`), after the shared "data"."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, help="corpus folder (default: a synthetic one)")
     p.add_argument("--packed", type=Path, help="a packed training subset instead of a corpus")
-    p.add_argument("--arch", choices=["transform", "autoencoder"], default="transform",
-                   help="transform: the shipped model's post-filter training (default); "
-                        "autoencoder: `aec train`'s model")
+    p.add_argument("--arch", choices=["tables", "postfilter", "transform", "autoencoder"],
+                   default="tables",
+                   help="tables: fitting the shipped model (default); postfilter (or "
+                        "transform): its optional post-filter; autoencoder: `aec train`'s model")
+    p.add_argument("--clips", type=int, default=6,
+                   help="tables: clips per kind (the first of the shipped fit's selection)")
     p.add_argument("--init-from", type=Path, default=DEFAULT_INIT,
                    help="autoencoder: checkpoint whose weights and training config to use; "
                         "transform: model config .json (default: the shipped aec-base)")
@@ -70,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_child(spec: dict[str, object]) -> dict[str, object]:
     """Inside a fresh process: build a trainer, time the first step, then timed steps."""
-    if spec.get("arch") == "transform":
+    if spec.get("arch") == "tables":
+        return run_tables_child(spec)
+    if spec.get("arch") in ("transform", "postfilter"):
         return run_transform_child(spec)
     import torch
 
@@ -146,6 +159,54 @@ def run_transform_child(spec: dict[str, object]) -> dict[str, object]:
             "phases_ms": {k: 1000 * v / steps for k, v in timer.seconds.items()}}
 
 
+def run_tables_child(spec: dict[str, object]) -> dict[str, object]:
+    """Table fitting (codec.train.fit_tables): one clip per step, timed like the others.
+
+    Code without the `timer` keyword (older trees) is timed as a whole: its count_clip
+    time is all booked to "count"."""
+    import soundfile as sf
+    import torch
+
+    from codec.train import fit_tables as fit
+    from codec.train.phases import PhaseTimer
+    from codec.weights import load_model
+
+    torch.set_num_threads(int(spec["threads"]))  # type: ignore[call-overload]
+    layout = fit.default_config().layout()
+    quantizer = load_model(None, device="cpu").quantizer
+    counts = fit.Counts.empty(layout)
+    kw = "timer" in inspect.signature(fit.count_clip).parameters
+    timer = PhaseTimer("cpu")
+    paths = fit.training_clips(Path(str(spec["data"])), int(spec["clips"]))  # type: ignore
+    seconds = 0.0
+
+    def step(i: int, timed: bool) -> None:
+        nonlocal seconds
+        with timer.phase("data"):
+            x = sf.read(paths[i], dtype="float32", always_2d=True)[0][: 15 * 24000, 0]
+        with timer.phase("count"):
+            fit.count_clip(x, layout, counts, **({"timer": timer} if kw else {}))
+        if i % 3 == 0:
+            with timer.phase("noise"):
+                fit.count_noise(x, quantizer, counts)
+        if timed:
+            seconds += len(x) / 24000
+        else:
+            timer.reset()
+
+    step(0, False)
+    first_step_s = time.time() - float(spec["launch"])  # type: ignore[arg-type]
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(1, len(paths)):
+        step(i, True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    steps = len(paths) - 1
+    return {"device": "cpu", "threads": spec["threads"], "bf16": False,
+            "steps_per_s": steps / wall, "audio_x_realtime": seconds / wall,
+            "audio_per_cpu_s": seconds / cpu, "first_step_s": first_step_s,
+            "phases_ms": {k: 1000 * v / steps for k, v in timer.seconds.items()}}
+
+
 def _make_trainer(spec: dict[str, object], trainer_cls: type, setup: object) -> object:
     from codec.train.config import TrainConfig
 
@@ -190,16 +251,18 @@ def format_table(rows: list[dict[str, object]]) -> str:
     """Markdown: one row per setting, phases in ms per step."""
     from codec.train.phases import PHASES
 
+    seen = {p for r in rows for p in r["phases_ms"]}  # type: ignore[attr-defined]
+    phases = [p for p in (*PHASES, *TABLE_PHASES) if p in seen] or list(PHASES)
     head = ("| device | threads | bf16 | audio s / wall s | audio s / CPU s | steps/s | "
-            "launch -> 1st step s | " + " | ".join(f"{p} ms" for p in PHASES) + " |")
-    lines = [head, "|" + "---|" * (7 + len(PHASES))]
+            "launch -> 1st step s | " + " | ".join(f"{p} ms" for p in phases) + " |")
+    lines = [head, "|" + "---|" * (7 + len(phases))]
     for r in rows:
         ph: dict[str, float] = r["phases_ms"]  # type: ignore[assignment]
         lines.append(f"| {r['device']} | {r['threads']} | {'on' if r['bf16'] else 'off'} | "
                      f"{r['audio_x_realtime']:.1f} | {float(r.get('audio_per_cpu_s', 0)):.1f} | "
                      f"{r['steps_per_s']:.2f} | "
                      f"{r['first_step_s']:.1f} | "
-                     + " | ".join(f"{ph.get(p, 0.0):.0f}" for p in PHASES) + " |")
+                     + " | ".join(f"{ph.get(p, 0.0):.0f}" for p in phases) + " |")
     return "\n".join(lines)
 
 
@@ -233,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         base = {"data": str(data), "packed": str(args.packed) if args.packed else "",
                 "init": str(init) if init is not None and init.exists() else "",
                 "steps": args.steps, "warmup": args.warmup, "arch": args.arch,
-                "layers": args.layers, "hidden": args.hidden}
+                "layers": args.layers, "hidden": args.hidden, "clips": args.clips}
         rows = []
         for s in settings(args):
             rows.append(measure({**base, **s}))
