@@ -5,11 +5,13 @@
 #
 # CORPUS is the training corpus (its train split is used), OUT a run folder (checkpoint,
 # export), WEIGHTS the base model as `aec --weights` takes it (default: the shipped one).
-# Two phases of `python -m codec.train.denoise`, both resumable (run the script again after
+# Three phases of `python -m codec.train.denoise`, all resumable (run the script again after
 # an interruption): 12000 steps with 20 % clean examples, then 4000 more with 35 % clean
-# (less harm to clean input). The result is installed next to the base weights as
-# NAME.denoise.safetensors, tied to that model's decoder SHA-256. About 40 minutes on one
-# CPU thread of a shared 2-core machine.
+# (less harm to clean input), then a 3000-step fine-tune in OUT/finetune that adds the
+# noise-floor feature and the per-frame strength head (config version 3) and trains on
+# changed voices (25 % resampled, 30 % slowed down) so held vowels and unusual voices pass.
+# The result is installed next to the base weights as NAME.denoise.safetensors, tied to that
+# model's decoder SHA-256. About 50 minutes on one CPU thread of a shared 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORPUS=${1:?usage: scripts/train_denoise.sh CORPUS OUT [WEIGHTS]}
@@ -19,5 +21,8 @@ WEIGHTS=()
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT" --steps 12000 "${WEIGHTS[@]}"
-exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT" --steps 16000 \
-    --clean-share 0.35 --install "${WEIGHTS[@]}"
+"$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT" --steps 16000 \
+    --clean-share 0.35 "${WEIGHTS[@]}"
+exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT/finetune" --steps 3000 \
+    --init-from "$OUT/checkpoint" --floor-frames 37 --strength-head --augment 0.25 \
+    --stretch 0.3 --clean-share 0.35 --lr 5e-4 --install "${WEIGHTS[@]}"
