@@ -2,9 +2,11 @@
 
 ::
 
-    x [B, 1, T] --MDCT--> y [B, C, F] --features--> log power [B, C, F]
-        --MaskNet (convs over frames, radius R)--> mask [B, C, F] in (0, 1)
-    y * mask --> the plain encoder's coefficients (rate control, tables, stream unchanged)
+    x [B, 1, T] --MDCT--> y [B, C, F] --features--> log power (+ noise floor) [B, kC, F]
+        --MaskNet (convs over frames, radius R)--> gain [B, C, F] in (0, 1)
+    y * gain --> the plain encoder's coefficients (rate control, tables, stream unchanged)
+
+The shipped file is version 3 (both features and the strength head, below).
 
 The shipped encoder is a fixed MDCT, so "a second encoder" is this front end:
 it estimates the clean signal's coefficients from the noisy ones and hands them
