@@ -236,13 +236,14 @@ def measure(spec: dict[str, object]) -> dict[str, object]:
 
 
 def settings(args: argparse.Namespace) -> list[dict[str, object]]:
-    """CPU at each thread count, each bf16 choice; CUDA once per bf16 choice when present."""
+    """CPU at each thread count, each bf16 choice; CUDA once per bf16 choice when present
+    (not for table fitting: it counts with numpy on the CPU)."""
     import torch
 
     bf16s = {"off": [False], "on": [True], "both": [False, True]}[args.bf16]
     rows: list[dict[str, object]] = [{"device": "cpu", "threads": t, "bf16": b}
                                      for b in bf16s for t in args.threads]
-    if torch.cuda.is_available() and not args.no_cuda:
+    if torch.cuda.is_available() and not args.no_cuda and args.arch != "tables":
         rows += [{"device": "cuda", "threads": 1, "bf16": b} for b in bf16s]
     return rows
 

@@ -123,3 +123,15 @@ def test_train_speed_times_table_fitting(corpus: Path) -> None:
     assert row["audio_per_cpu_s"] > 0 and row["first_step_s"] > 0
     assert {"data", "mdct", "quantize", "tables", "count", "noise"} <= set(row["phases_ms"])
     assert "| mdct ms |" in out.stdout and "| backward ms |" not in out.stdout
+
+
+def test_defaults_are_the_shipped_fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """README: the plain command's defaults (40 clips per kind, at most 15 s) are the
+    shipped fit's, the model card's `--clips-per-kind 40 --seconds 15`."""
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(fit, "fit", lambda corpus, out, per_kind, seconds, envelope_edges:
+                        seen.update(per_kind=per_kind, seconds=seconds, edges=envelope_edges))
+    fit.main(["--data", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert seen == {"per_kind": 40, "seconds": 15.0, "edges": fit.ENVELOPE_EDGES}
+    card = (REPO / "codec" / "pretrained" / "README.md").read_text()
+    assert "--clips-per-kind 40 --seconds 15" in " ".join(card.split())

@@ -257,8 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="corpus folder")
     parser.add_argument("--out", type=Path, required=True, help="model path stem")
-    parser.add_argument("--clips-per-kind", type=int, default=120)
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds used per clip")
+    parser.add_argument("--clips-per-kind", type=int, default=40,
+                        help="training clips per kind (default: the shipped fit's)")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="seconds used per clip at most (default: the shipped fit's)")
     parser.add_argument("--envelope-edges", default=",".join(map(str, ENVELOPE_EDGES)),
                         help="noise-envelope region edges in bands, comma list "
                              "('' = no envelope)")
