@@ -20,7 +20,6 @@ the noise-fill side information is not part of this figure.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ from codec.entropy import CdfTable, block_bits
 from codec.model.transform import frame_gains, quantize
 from codec.scales import ScaleLayout, coefficient_tables
 from codec.train import fit_tables as fit
-from codec.train.split import list_clips
 
 RATE = 24000
 MAX_SECONDS = 15.0
@@ -52,13 +50,7 @@ def read_clips(paths: list[Path], seconds: float) -> list[NDArray[np.float32]]:
 
 def held_out_clips(corpus: Path, per_kind: int, seed: int = 1) -> list[NDArray[np.float32]]:
     """A seeded selection of valid-split clips, `per_kind` of each kind."""
-    rng = random.Random(seed)
-    paths: list[Path] = []
-    for kind in ("speech", "music", "sfx"):
-        clips = list_clips(corpus, "valid", kind)
-        rng.shuffle(clips)
-        paths += clips[:per_kind]
-    return read_clips(paths, MAX_SECONDS)
+    return read_clips(fit.sampled_clips(corpus, "valid", per_kind, seed), MAX_SECONDS)
 
 
 def fitted_tables(clips: list[NDArray[np.float32]], layout: ScaleLayout

@@ -226,10 +226,15 @@ def noise_levels(counts: Counts, layout: ScaleLayout) -> NDArray[np.float64]:
 
 def training_clips(corpus: Path, per_kind: int, seed: int = 0) -> list[Path]:
     """A seeded, kind-balanced sample of training-split clips."""
+    return sampled_clips(corpus, "train", per_kind, seed)
+
+
+def sampled_clips(corpus: Path, split: str, per_kind: int, seed: int) -> list[Path]:
+    """`per_kind` clips of each kind of one split, shuffled with `seed`."""
     rng = random.Random(seed)
     picked: list[Path] = []
     for kind in ("speech", "music", "sfx"):
-        clips = list_clips(corpus, "train", kind)
+        clips = list_clips(corpus, split, kind)
         rng.shuffle(clips)
         picked += clips[:per_kind]
     return picked
