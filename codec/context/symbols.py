@@ -185,9 +185,11 @@ def _first_channel(c: ChunkSymbols) -> ChunkSymbols:
                         **extra)
 
 
-def cache_path(cache_dir: str | Path, split: str, decoder_sha256: str) -> Path:
-    """One cache file per split and codec model (first 12 hex digits of its decoder SHA)."""
-    return Path(cache_dir) / f"symbols-{split}-{decoder_sha256[:12]}.npz"
+def cache_path(cache_dir: str | Path, split: str, decoder_sha256: str,
+               minutes_per_kind: float) -> Path:
+    """One cache file per split, codec model (first 12 hex digits of its decoder SHA) and
+    amount of audio (minutes per kind), so a run asking for more audio never reads less."""
+    return Path(cache_dir) / f"symbols-{split}-{decoder_sha256[:12]}-{minutes_per_kind:g}m.npz"
 
 
 def load_or_extract(corpus: str | Path, cache_dir: str | Path, split: str,
@@ -198,7 +200,7 @@ def load_or_extract(corpus: str | Path, cache_dir: str | Path, split: str,
         from codec.api import Codec
         codec = Codec.load(device="cpu")
     sha = codec.model.decoder_sha256.hex()                  # type: ignore[attr-defined]
-    path = cache_path(cache_dir, split, sha)
+    path = cache_path(cache_dir, split, sha, minutes_per_kind)
     if path.exists():
         return SymbolSet.load(path)
     clips = pick_clips(corpus, split, minutes_per_kind)

@@ -1,7 +1,8 @@
 """Train the context model on the train split's 6 kbps symbols (resumable, CPU).
 
     python -m codec.context.train --data /work/corpus --out runs/context \
-        [--cache DIR] [--minutes-per-kind 25] [--steps 1200] [--passes 2] [--budget-s 1800] \
+        [--cache DIR] [--minutes-per-kind 50] [--steps 2400] [--hidden 48] [--passes 2] \
+        [--budget-s 2700] \
         [--val-every 10] [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
@@ -201,11 +202,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="corpus root (manifest layout)")
     p.add_argument("--out", type=Path, default=Path("runs/context"))
     p.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the symbol npz cache")
-    p.add_argument("--minutes-per-kind", type=float, default=25.0)
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--minutes-per-kind", type=float, default=50.0)
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=32)
-    p.add_argument("--hidden", type=int, default=24)
+    p.add_argument("--hidden", type=int, default=48)
     p.add_argument("--passes", type=int, default=2, choices=(1, 2),
                    help="2 (shipped): odd bins also condition on the frame's even bins; "
                         "1: every bin from the past only")
