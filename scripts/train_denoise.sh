@@ -7,11 +7,11 @@
 # export), WEIGHTS the base model as `aec --weights` takes it (default: the shipped one).
 # Three phases of `python -m codec.train.denoise`, all resumable (run the script again after
 # an interruption): 12000 steps with 20 % clean examples, then 4000 more with 35 % clean
-# (less harm to clean input), then a 3000-step fine-tune in OUT/finetune that adds the
+# (less harm to clean input), then a 6000-step fine-tune in OUT/finetune that adds the
 # noise-floor feature and the per-frame strength head (config version 3) and trains on
 # changed voices (25 % resampled, 30 % slowed down) so held vowels and unusual voices pass.
 # The result is installed next to the base weights as NAME.denoise.safetensors, tied to that
-# model's decoder SHA-256. About 50 minutes on one CPU thread of a shared 2-core machine.
+# model's decoder SHA-256. About an hour on one CPU thread of a shared 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORPUS=${1:?usage: scripts/train_denoise.sh CORPUS OUT [WEIGHTS]}
@@ -23,6 +23,6 @@ PY=python3
 "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT" --steps 12000 "${WEIGHTS[@]}"
 "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT" --steps 16000 \
     --clean-share 0.35 "${WEIGHTS[@]}"
-exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT/finetune" --steps 3000 \
+exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT/finetune" --steps 6000 \
     --init-from "$OUT/checkpoint" --floor-frames 37 --strength-head --augment 0.25 \
     --stretch 0.3 --clean-share 0.35 --lr 5e-4 --install "${WEIGHTS[@]}"
