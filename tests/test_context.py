@@ -203,6 +203,9 @@ def test_bad_arguments_and_foreign_weights(codec, tiny_weights, tmp_path) -> Non
         codec.generate(1.0, temperature=0.0, weights=str(tiny_weights))
     with pytest.raises(UsageError):
         codec.generate(-1.0, weights=str(tiny_weights))
+    with pytest.raises(UsageError, match="prompt .* too short"):   # not "--kbps 6 is too low"
+        codec.generate(0.1, prompt=np.zeros(10, np.float32), prompt_rate=24000,
+                       weights=str(tiny_weights))
     config = json.loads(tiny_weights.with_name("tiny.context.json").read_text())
     config["decoder_sha256"] = "00" * 32
     other = tmp_path / "other.context.json"

@@ -29,6 +29,7 @@ from codec import audio as audio_io
 from codec.context.model import (HISTORY, ContextModel, current_features, first_pass,
                                  frame_levels)
 from codec.context.symbols import KBPS, stream_symbols
+from codec.errors import UsageError
 
 
 @dataclass
@@ -49,7 +50,11 @@ def empty_context(bins: int) -> Context:
 
 def prompt_context(codec: Any, audio: NDArray[np.float32]) -> Context:
     """Mono model-rate audio -> its 6 kbps symbols and decoded audio (see module doc)."""
-    data = codec.encode(audio, codec.model_rate, kbps=KBPS)
+    try:
+        data = codec.encode(audio, codec.model_rate, kbps=KBPS)
+    except UsageError as exc:      # the user gave no --kbps: say what is wrong with the prompt
+        raise UsageError(f"the prompt ({len(audio) / codec.model_rate:.3g} s) is too short to "
+                         f"encode at {KBPS:g} kbps; give a longer one") from exc
     decoded = codec.decode(data)[0][0]
     chunks = stream_symbols(codec, data)
     quantizer = codec.model.quantizer
@@ -209,7 +214,6 @@ def generate_audio(codec: Any, seconds: float, seed: int = 0, prompt: Any = None
                    weights: str | None = None, progress: bool = False
                    ) -> NDArray[np.float32]:
     """`Codec.generate`: mono audio [1, n] at the model rate (UsageError on bad arguments)."""
-    from codec.errors import UsageError
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
             0 <= seconds <= MAX_SECONDS):
         raise UsageError(f"seconds must be a number in 0..{MAX_SECONDS:g}, got {seconds!r}")
