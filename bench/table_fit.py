@@ -30,6 +30,7 @@ import torch
 from numpy.typing import NDArray
 
 from codec.entropy import CdfTable, block_bits
+from codec.errors import InputError
 from codec.model.transform import frame_gains, quantize
 from codec.scales import ScaleLayout, coefficient_tables
 from codec.train import fit_tables as fit
@@ -50,7 +51,10 @@ def read_clips(paths: list[Path], seconds: float) -> list[NDArray[np.float32]]:
 
 def held_out_clips(corpus: Path, per_kind: int, seed: int = 1) -> list[NDArray[np.float32]]:
     """A seeded selection of valid-split clips, `per_kind` of each kind."""
-    return read_clips(fit.sampled_clips(corpus, "valid", per_kind, seed), MAX_SECONDS)
+    clips = read_clips(fit.sampled_clips(corpus, "valid", per_kind, seed), MAX_SECONDS)
+    if not clips:
+        raise InputError(f"no {RATE} Hz held-out clips under {corpus}")
+    return clips
 
 
 def fitted_tables(clips: list[NDArray[np.float32]], layout: ScaleLayout
@@ -105,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     layout = fit.default_config().layout()
     steps = [int(s) for s in args.steps.split(",")]
-    valid = held_out_clips(args.corpus, args.valid_per_kind)
+    try:
+        valid = held_out_clips(args.corpus, args.valid_per_kind)
+    except InputError as exc:
+        print(f"table_fit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     valid_s = sum(len(x) for x in valid) / RATE
     lines = [f"Held-out: {len(valid)} clips, {valid_s:.0f} s. Bits per second of held-out "
              "audio (gains + coefficients) at each step index.", "",

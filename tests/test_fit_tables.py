@@ -135,3 +135,16 @@ def test_defaults_are_the_shipped_fit(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert seen == {"per_kind": 40, "seconds": 15.0, "edges": fit.ENVELOPE_EDGES}
     card = (REPO / "codec" / "pretrained" / "README.md").read_text()
     assert "--clips-per-kind 40 --seconds 15" in " ".join(card.split())
+
+
+def test_no_training_audio_is_one_line_and_no_model(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Tables counted from nothing would be useless: refuse (exit 3), write nothing."""
+    assert fit.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m")]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no 24000 Hz training-split clips" in err
+    assert not list(tmp_path.iterdir())
+    from bench import table_fit
+
+    assert table_fit.main(["--corpus", str(tmp_path / "missing")]) == 3
+    assert "no 24000 Hz held-out clips" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from numpy.typing import NDArray
 
 from codec.chunkcoder import envelope_symbols, noise_symbols
 from codec.entropy import CdfTable
+from codec.errors import AecError, InputError
 from codec.model.transform import TransformEncoder, TransformQuantizer, frame_gains, frame_steps, quantize
 from codec.scales import ScaleLayout, band_level_tables, coefficient_tables
 from codec.train.phases import NULL_TIMER, NullTimer
@@ -248,6 +250,8 @@ def fit(corpus: Path, out: Path, per_kind: int, seconds: float, name: str = "aec
     clips = [x[: int(seconds * rate), 0] for x, rate in
              (sf.read(p, dtype="float32", always_2d=True)
               for p in training_clips(corpus, per_kind)) if rate == config.model_rate]
+    if not clips:      # tables counted from nothing would be silently useless
+        raise InputError(f"no {config.model_rate} Hz training-split clips under {corpus}")
     for x in clips:
         count_clip(x, layout, counts)
     torch.manual_seed(0)
@@ -258,7 +262,7 @@ def fit(corpus: Path, out: Path, per_kind: int, seconds: float, name: str = "aec
     save_model(out, config, encoder, decoder, quantizer, build_tables(counts))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="corpus folder")
     parser.add_argument("--out", type=Path, required=True, help="model path stem")
@@ -272,8 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     edges = tuple(int(v) for v in args.envelope_edges.split(",") if v.strip())
-    fit(args.data, args.out, args.clips_per_kind, args.seconds, envelope_edges=edges)
+    try:
+        fit(args.data, args.out, args.clips_per_kind, args.seconds, envelope_edges=edges)
+    except AecError as exc:
+        print(f"fit_tables: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
