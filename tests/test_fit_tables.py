@@ -1,4 +1,4 @@
-"""codec.train.fit_tables: the counting that trains the shipped model, and its benches.
+"""codec.train.fit_tables: the counting that trains the shipped model, and the training benches.
 
 The shipped files are reproduced byte for byte by the model card's command on
 the real corpus (minutes, not part of the suite); here the same code runs on a
@@ -148,3 +148,16 @@ def test_no_training_audio_is_one_line_and_no_model(tmp_path: Path,
 
     assert table_fit.main(["--corpus", str(tmp_path / "missing")]) == 3
     assert "no 24000 Hz held-out clips" in capsys.readouterr().err
+
+
+def test_train_speed_still_times_the_post_filter(corpus: Path) -> None:
+    """`--arch postfilter` (the default before table fitting) keeps its own phases."""
+    out = subprocess.run([sys.executable, "-m", "bench.train_speed", "--arch", "postfilter",
+                          "--data", str(corpus), "--threads", "1", "--steps", "1",
+                          "--warmup", "0", "--layers", "1", "--hidden", "8"],
+                         capture_output=True, text=True, cwd=REPO, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stderr.strip().splitlines()[-1])
+    assert row["audio_x_realtime"] > 0
+    assert {"forward", "distortion", "backward", "optimizer"} <= set(row["phases_ms"])
+    assert "| backward ms |" in out.stdout and "| mdct ms |" not in out.stdout
