@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
-from torch import Tensor, nn
+from torch import Tensor
 
 from codec.chunkcoder import ChunkSymbols
-from codec.context.model import frame_levels, nats_to_bits
+from codec.context.model import frame_levels
+from codec.context.side import SideModel, fit, stacked_features
 from codec.context.noise import previous_coded
 from codec.scales import ScaleLayout, zero_regions, zero_segments
 
@@ -111,38 +111,20 @@ def envelope_features(chunk: ChunkSymbols, layout: ScaleLayout
     return feats.astype(np.int64), env[mask].astype(np.int64)
 
 
-class EnvelopeModel(nn.Module):
+class EnvelopeModel(SideModel):
     """features [n, FEATURES] -> logits [n, values]."""
 
     def __init__(self, config: EnvelopeConfig) -> None:
-        super().__init__()
-        self.config = config
-        h, v = config.hidden, config.values
-        noise = config.noise_high - config.noise_low + 2
+        v, noise = config.values, config.noise_high - config.noise_low + 2
         sizes = [config.regions, config.levels, ZERO_BUCKETS, 2 * DELTA + 2, v + 1, v + 1,
                  v + 1, v + 1, 2 * DELTA + 2, noise]
-        self.embed = nn.ModuleList(nn.Embedding(n, h) for n in sizes)
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h), nn.SiLU(),
-                                 nn.Linear(2 * h, v))
-
-    def forward(self, feats: Tensor) -> Tensor:
-        return self.out(sum(e(feats[:, i]) for i, e in enumerate(self.embed)))
-
-    def bits(self, feats: Tensor, targets: Tensor) -> Tensor:
-        """[n] bits of each envelope value."""
-        return nats_to_bits(F.cross_entropy(self(feats), targets, reduction="none"))
+        super().__init__(sizes, config.hidden, v)
+        self.config = config
 
 
 def chunk_features(symbols, layout: ScaleLayout) -> tuple[Tensor, Tensor]:
     """Features and targets of every chunk of a `SymbolSet`, concatenated."""
-    feats, targets = [], []
-    for i in range(symbols.num_chunks):
-        f, t = envelope_features(symbols.chunk(i), layout)
-        feats.append(f)
-        targets.append(t)
-    if not feats:
-        return torch.zeros((0, FEATURES), dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    return torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(targets))
+    return stacked_features(symbols, layout, envelope_features, FEATURES)
 
 
 def train_envelope(symbols, layout: ScaleLayout, steps: int = 3000, batch: int = 4096,
@@ -152,16 +134,4 @@ def train_envelope(symbols, layout: ScaleLayout, steps: int = 3000, batch: int =
     torch.manual_seed(seed)
     feats, targets = chunk_features(symbols, layout)
     model = EnvelopeModel(EnvelopeConfig.for_layout(layout))
-    if not len(targets):
-        return model.eval()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-        idx = torch.randint(0, len(targets), (batch,), generator=generator)
-        loss = model.bits(feats[idx], targets[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return fit(model, feats, targets, steps, batch, lr, seed)

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
-from torch import Tensor, nn
+from torch import Tensor
 
 from codec.chunkcoder import ChunkSymbols
-from codec.context.model import frame_levels, nats_to_bits
+from codec.context.model import frame_levels
+from codec.context.side import SideModel, fit, stacked_features
 from codec.scales import ScaleLayout, zero_segments
 
 ZERO_BUCKETS = 8
@@ -103,37 +103,20 @@ def previous_coded(values: NDArray[np.int64], mask: NDArray[np.bool_], lag: int,
     return out
 
 
-class NoiseModel(nn.Module):
+class NoiseModel(SideModel):
     """features [n, FEATURES] -> logits [n, values]."""
 
     def __init__(self, config: NoiseConfig) -> None:
-        super().__init__()
-        self.config = config
-        h, v = config.hidden, config.values
+        v = config.values
         sizes = [config.num_bands, config.levels, ZERO_BUCKETS, v + 1, v + 1, v + 1, v + 1,
                  2 * DELTA + 2, 2 * DELTA + 1]
-        self.embed = nn.ModuleList(nn.Embedding(n, h) for n in sizes)
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h), nn.SiLU(),
-                                 nn.Linear(2 * h, v))
-
-    def forward(self, feats: Tensor) -> Tensor:
-        return self.out(sum(e(feats[:, i]) for i, e in enumerate(self.embed)))
-
-    def bits(self, feats: Tensor, targets: Tensor) -> Tensor:
-        """[n] bits of each correction."""
-        return nats_to_bits(F.cross_entropy(self(feats), targets, reduction="none"))
+        super().__init__(sizes, config.hidden, v)
+        self.config = config
 
 
 def chunk_features(symbols, layout: ScaleLayout) -> tuple[Tensor, Tensor]:
     """Features and targets of every chunk of a `SymbolSet`, concatenated."""
-    feats, targets = [], []
-    for i in range(symbols.num_chunks):
-        f, t = noise_features(symbols.chunk(i), layout)
-        feats.append(f)
-        targets.append(t)
-    cat = (lambda xs, shape: torch.from_numpy(np.concatenate(xs)) if xs   # noqa: E731
-           else torch.zeros(shape, dtype=torch.long))
-    return cat(feats, (0, FEATURES)), cat(targets, (0,))
+    return stacked_features(symbols, layout, noise_features, FEATURES)
 
 
 def train_noise(symbols, layout: ScaleLayout, steps: int = 3000, batch: int = 4096,
@@ -142,16 +125,4 @@ def train_noise(symbols, layout: ScaleLayout, steps: int = 3000, batch: int = 40
     torch.manual_seed(seed)
     feats, targets = chunk_features(symbols, layout)
     model = NoiseModel(NoiseConfig.for_layout(layout))
-    if not len(targets):
-        return model.eval()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-        idx = torch.randint(0, len(targets), (batch,), generator=generator)
-        loss = model.bits(feats[idx], targets[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return fit(model, feats, targets, steps, batch, lr, seed)
