@@ -134,9 +134,16 @@ def test_windowed_denoising_equals_whole(folders, noisy) -> None:
     assert data == wide.encode(audio, rate, 12, denoise=True)
     # the net's own windows: context_frames each side reproduce whole-signal output
     encoder = load_denoiser(folders["with"], base.model.decoder_sha256)
-    x = torch.from_numpy(audio[: 320 * 60]).reshape(1, 1, -1)
+    _assert_window_equals_whole(encoder, audio, frames=60, first=20)
+
+
+def _assert_window_equals_whole(encoder: DenoisingEncoder, audio: np.ndarray, frames: int,
+                                first: int, count: int = 10) -> None:
+    """Frames first..first+count of a window with `context_frames` each side equal the
+    whole signal's (the first `frames` frames of `audio`)."""
+    x = torch.from_numpy(audio[: 320 * frames]).reshape(1, 1, -1)
     whole = encoder(x)
-    context, first, count = encoder.context_frames, 20, 10
+    context = encoder.context_frames
     window = encoder(x[..., (first - context) * 320: (first + count + context) * 320])
     torch.testing.assert_close(window[..., context: context + count],
                                whole[..., first: first + count], atol=1e-6, rtol=1e-5)
@@ -159,12 +166,7 @@ def test_noise_floor_versions_windows_equal_whole(noisy, tmp_path, head) -> None
     loaded = load_denoiser(folder, sha)
     assert loaded.config == config and loaded.context_frames == 4 + 7 + 1
     audio, rate = noisy
-    x = torch.from_numpy(audio[: 320 * 80]).reshape(1, 1, -1)
-    whole = loaded(x)
-    context, first, count = loaded.context_frames, 30, 10
-    window = loaded(x[..., (first - context) * 320: (first + count + context) * 320])
-    torch.testing.assert_close(window[..., context: context + count],
-                               whole[..., first: first + count], atol=1e-6, rtol=1e-5)
+    _assert_window_equals_whole(loaded, audio, frames=80, first=30)
     base = Codec.load(folder, device="cpu", frames_per_chunk=15)
     narrow = Codec(base.model, base.device, frames_per_chunk=15, chunks_per_window=1)
     narrow.weights_path = folder
