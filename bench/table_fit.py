@@ -29,6 +29,7 @@ import soundfile as sf
 import torch
 from numpy.typing import NDArray
 
+from codec.chunkcoder import gain_residuals
 from codec.entropy import CdfTable, block_bits
 from codec.errors import InputError
 from codec.model.transform import frame_gains, quantize
@@ -77,10 +78,7 @@ def held_out_bits(clips: list[NDArray[np.float32]], layout: ScaleLayout, tables:
         gains = frame_gains(y, layout)
         g = gains.numpy()
         q = quantize(y, gains, step, layout).numpy()
-        residual = np.diff(g[0], prepend=0)
-        table_of = np.full(residual.size, layout.gain_delta_table, dtype=np.int64)
-        table_of[0] = layout.gain_first_table
-        bits += block_bits(residual.astype(np.int64), table_of, tables)
+        bits += block_bits(*gain_residuals(layout, g.astype(np.int64)), tables)
         bits += block_bits(q.ravel().astype(np.int64),
                            coefficient_tables(layout, g, step, q).ravel().astype(np.int64),
                            tables)

@@ -80,7 +80,7 @@ def frame_step_indices(step: int, split: int, frames: int) -> NDArray[np.int64]:
     return step + (np.arange(frames) >= split).astype(np.int64)
 
 
-def _gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
+def gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
                     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Flat gain symbols (first absolute, then deltas, channel-major) and their tables."""
     residual = np.concatenate([gains[:, :1], np.diff(gains, axis=1)], axis=1)
@@ -199,7 +199,7 @@ def encode_chunk(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.Cdf
                                                     coefficients), tables)
     entropy.push_block(coder, *noise_symbols(layout, symbols.noise, coefficients), tables)
     _push_coefficients(coder, symbols, layout, tables)
-    entropy.push_block(coder, *_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
+    entropy.push_block(coder, *gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     if symbols.gains.shape[0] == 2:
         coder.encode_reverse(np.array([int(symbols.mid_side)], np.int32),
                              constriction.stream.model.Uniform(2))
@@ -259,7 +259,7 @@ def symbol_bits(symbols: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfT
     coef_tables = coefficient_tables(layout, symbols.gains, symbols.frame_steps, flat).reshape(-1)
     flat = flat.reshape(-1)
     bits = entropy.block_bits(flat, coef_tables, tables)
-    bits += entropy.block_bits(*_gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
+    bits += entropy.block_bits(*gain_residuals(layout, symbols.gains.astype(np.int64)), tables)
     side = np.log2(NUM_STEPS) + np.log2(symbols.gains.shape[1] + 1)
     return bits + side + (1.0 if symbols.gains.shape[0] == 2 else 0.0)
 

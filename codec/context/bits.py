@@ -58,7 +58,7 @@ def table_parts(chunk: ChunkSymbols, layout: ScaleLayout, tables: entropy.CdfTab
     q = chunk.coefficients.astype(np.int64)
     table_of = coefficient_tables(layout, chunk.gains, chunk.frame_steps, q)
     coef = entropy.block_bits(q.reshape(-1), table_of.reshape(-1), tables)
-    gain = entropy.block_bits(*chunkcoder._gain_residuals(layout, chunk.gains), tables)
+    gain = entropy.block_bits(*chunkcoder.gain_residuals(layout, chunk.gains), tables)
     noise = table_noise_bits(chunk, layout, tables)
     envelope = table_envelope_bits(chunk, layout, tables)
     side = chunkcoder.chunk_bits(chunk, layout, tables) - coef - gain - noise - envelope

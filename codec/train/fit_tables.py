@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from numpy.typing import NDArray
 
-from codec.chunkcoder import envelope_symbols, noise_symbols
+from codec.chunkcoder import envelope_symbols, gain_residuals, noise_symbols
 from codec.entropy import CdfTable
 from codec.errors import AecError, InputError
 from codec.model.transform import TransformEncoder, TransformQuantizer, frame_gains, frame_steps, quantize
@@ -124,10 +124,9 @@ def count_clip(x: NDArray[np.float32], layout: ScaleLayout, counts: Counts,
         y = _coefficients(x, layout)
         gains = frame_gains(y, layout)
     g = gains.numpy()
-    residual = np.concatenate([g[:, :1], np.diff(g, axis=1)], axis=1)[0]
     pending = _PendingSymbols(counts)
-    pending.add(np.full(1, layout.gain_first_table), g[0, :1])
-    pending.add(np.full(len(residual) - 1, layout.gain_delta_table), residual[1:])
+    residuals, tables = gain_residuals(layout, g.astype(np.int64))
+    pending.add(tables, residuals)
     for step in steps:
         with timer.phase("quantize"):
             q = quantize(y, gains, step, layout).numpy()
