@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from numpy.typing import NDArray
 
@@ -37,22 +36,13 @@ from codec.scales import ScaleLayout, coefficient_tables
 from codec.train import fit_tables as fit
 
 RATE = 24000
-MAX_SECONDS = 15.0
-
-
-def read_clips(paths: list[Path], seconds: float) -> list[NDArray[np.float32]]:
-    """Mono 24 kHz clips cut to `seconds` (other rates are skipped, as the fit does)."""
-    clips = []
-    for path in paths:
-        x, rate = sf.read(path, dtype="float32", always_2d=True)
-        if rate == RATE:
-            clips.append(x[: int(seconds * RATE), 0])
-    return clips
+MAX_SECONDS = fit.CLIP_SECONDS
 
 
 def held_out_clips(corpus: Path, per_kind: int, seed: int = 1) -> list[NDArray[np.float32]]:
     """A seeded selection of valid-split clips, `per_kind` of each kind."""
-    clips = read_clips(fit.sampled_clips(corpus, "valid", per_kind, seed), MAX_SECONDS)
+    clips = fit.read_clips(fit.sampled_clips(corpus, "valid", per_kind, seed), MAX_SECONDS,
+                           RATE)
     if not clips:
         raise InputError(f"no {RATE} Hz held-out clips under {corpus}")
     return clips
@@ -120,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---:|---:|" + "---:|" * len(steps)]
     first: list[float] = []
     for per_kind, seconds in parse_sizes(args.sizes):
-        clips = read_clips(fit.training_clips(args.corpus, per_kind), seconds)
+        clips = fit.read_clips(fit.training_clips(args.corpus, per_kind), seconds, RATE)
         tables, cpu_s = fitted_tables(clips, layout)
         bits = [held_out_bits(valid, layout, tables, s) for s in steps]
         first = first or bits

@@ -163,7 +163,9 @@ def run_tables_child(spec: dict[str, object]) -> dict[str, object]:
     """Table fitting (codec.train.fit_tables): one clip per step, timed like the others.
 
     Code without the `timer` keyword (older trees) is timed as a whole: its count_clip
-    time is all booked to "count"."""
+    time is all booked to "count". Only what older trees have is used here (clips are
+    read as the shipped fit reads them, 15 s at most), so a before/after pair stays
+    runnable with this file."""
     import soundfile as sf
     import torch
 
@@ -172,7 +174,8 @@ def run_tables_child(spec: dict[str, object]) -> dict[str, object]:
     from codec.weights import load_model
 
     torch.set_num_threads(int(spec["threads"]))  # type: ignore[call-overload]
-    layout = fit.default_config().layout()
+    config = fit.default_config()
+    layout, rate = config.layout(), config.model_rate
     quantizer = load_model(None, device="cpu").quantizer
     counts = fit.Counts.empty(layout)
     kw = "timer" in inspect.signature(fit.count_clip).parameters
@@ -183,14 +186,14 @@ def run_tables_child(spec: dict[str, object]) -> dict[str, object]:
     def step(i: int, timed: bool) -> None:
         nonlocal seconds
         with timer.phase("data"):
-            x = sf.read(paths[i], dtype="float32", always_2d=True)[0][: 15 * 24000, 0]
+            x = sf.read(paths[i], dtype="float32", always_2d=True)[0][: 15 * rate, 0]
         with timer.phase("count"):
             fit.count_clip(x, layout, counts, **({"timer": timer} if kw else {}))
         if i % 3 == 0:
             with timer.phase("noise"):
                 fit.count_noise(x, quantizer, counts)
         if timed:
-            seconds += len(x) / 24000
+            seconds += len(x) / rate
         else:
             timer.reset()
 

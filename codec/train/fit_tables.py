@@ -57,6 +57,8 @@ per-frame, per-band noise energies given for free, held-out music ViSQOL at 6 kb
 rose from 4.21 to 4.54; one envelope value per frame reached 4.34, three 4.44."""
 FIT_STEPS = tuple(range(64, 200, 4))
 """Step indices counted: from above 64 kbps down to below 2 kbps on typical audio."""
+CLIPS_PER_KIND, CLIP_SECONDS = 40, 15.0
+"""The shipped fit: 40 training clips per kind, at most 15 s of each."""
 MAX_SYMBOL = 1023
 MAX_TABLE_LENGTH = 512
 TAIL_MASS = 1e-6
@@ -225,6 +227,16 @@ def noise_levels(counts: Counts, layout: ScaleLayout) -> NDArray[np.float64]:
     return np.sqrt(coef[:, 0] / np.maximum(coef[:, 1], 1.0))
 
 
+def read_clips(paths: list[Path], seconds: float, rate: int) -> list[NDArray[np.float32]]:
+    """The first channel of each file cut to `seconds`; files at other rates are skipped."""
+    clips = []
+    for path in paths:
+        x, file_rate = sf.read(path, dtype="float32", always_2d=True)
+        if file_rate == rate:
+            clips.append(x[: int(seconds * rate), 0])
+    return clips
+
+
 def training_clips(corpus: Path, per_kind: int, seed: int = 0) -> list[Path]:
     """A seeded, kind-balanced sample of training-split clips."""
     return sampled_clips(corpus, "train", per_kind, seed)
@@ -246,9 +258,7 @@ def fit(corpus: Path, out: Path, per_kind: int, seconds: float, name: str = "aec
     config = default_config(name, envelope_edges)
     layout = config.layout()
     counts = Counts.empty(layout)
-    clips = [x[: int(seconds * rate), 0] for x, rate in
-             (sf.read(p, dtype="float32", always_2d=True)
-              for p in training_clips(corpus, per_kind)) if rate == config.model_rate]
+    clips = read_clips(training_clips(corpus, per_kind), seconds, config.model_rate)
     if not clips:      # tables counted from nothing would be silently useless
         raise InputError(f"no {config.model_rate} Hz training-split clips under {corpus}")
     for x in clips:
@@ -265,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="corpus folder")
     parser.add_argument("--out", type=Path, required=True, help="model path stem")
-    parser.add_argument("--clips-per-kind", type=int, default=40,
+    parser.add_argument("--clips-per-kind", type=int, default=CLIPS_PER_KIND,
                         help="training clips per kind (default: the shipped fit's)")
-    parser.add_argument("--seconds", type=float, default=15.0,
+    parser.add_argument("--seconds", type=float, default=CLIP_SECONDS,
                         help="seconds used per clip at most (default: the shipped fit's)")
     parser.add_argument("--envelope-edges", default=",".join(map(str, ENVELOPE_EDGES)),
                         help="noise-envelope region edges in bands, comma list "
