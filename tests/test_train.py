@@ -115,19 +115,21 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str) -> None
     """One rank: 3 DDP steps, then its own copy of the weights for comparison."""
     from safetensors.torch import save_file
 
-    from codec.train.loop import Trainer, setup_distributed
+    from codec.train.loop import Trainer, close_distributed, setup_distributed
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    trainer = Trainer(tiny_config(batch_size=2), [Path(corpus)], Path(out),
-                      setup_distributed("cpu"), resume=False)
+    place = setup_distributed("cpu")
+    trainer = Trainer(tiny_config(batch_size=2), [Path(corpus)], Path(out), place, resume=False)
     for _ in range(3):
         trainer.advance(trainer.step(), 0.0)
     weights = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
     save_file(weights, os.path.join(out, f"rank{rank}.safetensors"))
     trainer.save()
-    torch.distributed.destroy_process_group()
+    del trainer
+    close_distributed(place)
+    assert not torch.distributed.is_initialized()
 
 
 def _free_port() -> int:

@@ -11,6 +11,7 @@ so it fits the latent quickly whatever beta is.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -44,6 +45,7 @@ class Dist:
     rank: int
     world: int
     device: torch.device
+    owns_group: bool = False
 
     @property
     def main(self) -> bool:
@@ -58,10 +60,25 @@ def setup_distributed(device: str) -> Dist:
     if dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                 rank=rank, world_size=world)
-    return Dist(rank, world, dev)
+    return Dist(rank, world, dev, owns)
+
+
+def close_distributed(dist_: Dist) -> None:
+    """Wait for every rank, then tear down the group this process created.
+
+    Call it after dropping the DDP model: a gloo group still referenced at
+    interpreter exit can abort the process (SIGABRT) when its worker threads
+    are destroyed after Python, and a rank that leaves while another is still
+    saving can break the other's connection.
+    """
+    if dist_.owns_group and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def make_optimizer(model: TrainableCodec, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -297,7 +314,10 @@ def _train(cfg: TrainConfig, data_dirs: list[Path], out_dir: Path, resume: bool,
     if trainer.state.step != saved_step or not (out_dir / CHECKPOINT_DIR).exists():
         trainer.save()
     run.close(trainer.state, stop.reason)
-    return trainer.state
+    state = trainer.state
+    del trainer
+    close_distributed(dist_)
+    return state
 
 
 def resolve_device(device: str) -> str:
