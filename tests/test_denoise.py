@@ -247,7 +247,8 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     # a fine-tune that adds the noise-floor feature starts at exactly the old mask
     assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "0", "--init-from",
                        str(tmp_path / "a" / "checkpoint"), "--floor-frames", "4",
-                       "--augment", "0.5", "--distortion-weight", "2", "--strength-head"]) == 0
+                       "--augment", "0.5", "--distortion-weight", "2", "--strength-head",
+                       "--compressed-weight", "1", "--clean-floor", "1e-4"]) == 0
     c = load_denoiser(tmp_path / "c" / "aec-base", sha)
     assert c.config.version == 3 and c.config.floor_frames == 4 and c.config.strength_head
     x = torch.from_numpy(read_clip(SPEECH)[0][0, : 320 * 40]).reshape(1, 1, -1)
@@ -255,6 +256,45 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     assert (c.gain(y) - a.gain(y)).abs().max() < 4e-4
     assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "2"]) == 0
     shutil.rmtree(tmp_path / "corpus")
+
+
+def test_compressed_spectral_loss_scores_the_decoded_waveform() -> None:
+    """Zero for a perfect estimate, the same at any level, larger for more noise, and
+    differentiable in the mask."""
+    from codec.train.denoise_loss import CompressedSpectralLoss
+
+    loss = CompressedSpectralLoss(320)
+    x = torch.from_numpy(read_clip(SPEECH)[0][0, : 320 * 60]).reshape(1, 1, -1)
+    mdct = DenoisingEncoder(DenoiseConfig(hidden=8, layers=1)).mdct
+    clean = mdct(x)
+    noise = mdct(torch.randn_like(x) * x.std())
+    assert float(loss(clean, clean)) < 1e-6
+    light, heavy = float(loss(clean + 0.1 * noise, clean)), float(loss(clean + noise, clean))
+    assert 0.0 < light < heavy
+    assert abs(float(loss(0.01 * (clean + noise), 0.01 * clean)) - heavy) < 1e-3 * heavy
+    mask = torch.full_like(clean, 0.9, requires_grad=True)
+    loss(mask * (clean + noise), clean).backward()
+    assert mask.grad is not None and torch.isfinite(mask.grad).all()
+
+
+def test_clean_floor_applies_to_clean_examples_only() -> None:
+    from codec.train import denoise as train
+
+    torch.manual_seed(0)
+    clean = torch.randn(2, 320, 10)
+    noisy = clean.clone()
+    noisy[1] += 0.5 * torch.randn(320, 10)
+    mask = torch.full_like(clean, 0.99)
+    edges = (0, 160, 320)
+    base = train.DenoiseTrainConfig()
+    low = train.DenoiseTrainConfig(clean_floor=1e-5)
+    a, b = train.losses(mask, noisy, clean, base, edges), train.losses(mask, noisy, clean, low,
+                                                                        edges)
+    # example 0 is clean: nmse 1e-4 -> log10(1.1e-3) becomes log10(1.1e-4), halved over 2
+    assert abs((float(a.total) - float(b.total)) - 0.5 * np.log10(1.1e-3 / 1.1e-4)) < 2e-3
+    noisy[0, 0, 0] += 1e-3                                 # no longer clean: floor unchanged
+    assert torch.equal(train.losses(mask, noisy, clean, low, edges).total,
+                       train.losses(mask, noisy, clean, base, edges).total)
 
 
 def test_shipped_denoiser_removes_white_noise(codec, noisy) -> None:

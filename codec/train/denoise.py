@@ -56,6 +56,7 @@ import torch
 
 from codec.denoise import DenoiseConfig, DenoisingEncoder, denoise_path, save_denoiser
 from codec.train.denoise_data import Pools, batch, load_pools
+from codec.train.denoise_loss import CompressedSpectralLoss
 from codec.train.stopping import StopFlag
 from codec.train.tensorfile import load_tensors, save_tensors
 
@@ -83,6 +84,8 @@ class DenoiseTrainConfig:
     distortion_weight: float = 1.0
     augment: float = 0.0
     stretch: float = 0.0
+    compressed_weight: float = 0.0
+    clean_floor: float = NMSE_FLOOR
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -105,10 +108,12 @@ class Losses:
     nmse: float
     logspec: float
     rate: float
+    compressed: float = 0.0
 
 
 def losses(mask: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor,
-           config: DenoiseTrainConfig, edges: tuple[int, ...]) -> Losses:
+           config: DenoiseTrainConfig, edges: tuple[int, ...],
+           spectral: CompressedSpectralLoss | None = None) -> Losses:
     """The loss of the masked noisy vs the clean coefficients [B, C, F] (module docstring)."""
     estimate = mask * noisy
     power = clean.square().mean(dim=(1, 2)) + 1e-10                       # [B]
@@ -123,9 +128,17 @@ def losses(mask: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor,
     log_ref = torch.log10(band_energies(clean, edges) + floor)
     logspec = (log_est - log_ref).abs().mean()
     rate = (estimate.abs().mean(dim=(1, 2)) / power.sqrt()).mean()
-    sdr_term = torch.log10(nmse_each + NMSE_FLOOR).mean()
+    floors = torch.full_like(nmse_each, NMSE_FLOOR)
+    if config.clean_floor != NMSE_FLOOR:      # clean examples: noisy is exactly the clean
+        floors[(noisy == clean).flatten(1).all(dim=1)] = config.clean_floor
+    sdr_term = torch.log10(nmse_each + floors).mean()
     total = sdr_term + config.logspec_weight * logspec + config.rate_weight * rate
-    return Losses(total, float(nmse), float(logspec.detach()), float(rate.detach()))
+    compressed = torch.zeros(())
+    if config.compressed_weight and spectral is not None:
+        compressed = spectral(estimate, clean)
+        total = total + config.compressed_weight * compressed
+    return Losses(total, float(nmse), float(logspec.detach()), float(rate.detach()),
+                  float(compressed.detach()))
 
 
 class Trainer:
@@ -136,6 +149,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.config, self.pools, self.edges = config, pools, edges
         self.encoder = DenoisingEncoder(net_config)
+        self.spectral = CompressedSpectralLoss(net_config.bins)
         self.optimizer = torch.optim.Adam(self.encoder.mask.parameters(), lr=config.lr)
         self.step_index = 0
         self.length = int(round(config.segment_s * 24000 / net_config.bins)) * net_config.bins
@@ -150,7 +164,8 @@ class Trainer:
         with torch.no_grad():
             y_noisy = mdct(torch.from_numpy(noisy).unsqueeze(1))
             y_clean = mdct(torch.from_numpy(clean).unsqueeze(1))
-        result = losses(self.encoder.gain(y_noisy), y_noisy, y_clean, self.config, self.edges)
+        result = losses(self.encoder.gain(y_noisy), y_noisy, y_clean, self.config, self.edges,
+                        self.spectral)
         self.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         torch.nn.utils.clip_grad_norm_(self.encoder.mask.parameters(), 1.0)
@@ -243,6 +258,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stretch", type=float, default=None,
                         help="share of examples slowed down (denoise_data.slow_down; default 0; "
                              "on a resume: the run's own unless given)")
+    parser.add_argument("--compressed-weight", type=float, default=None,
+                        help="weight of the power-law compressed STFT loss (codec.train."
+                             "denoise_loss; default 0; on a resume: the run's own unless given)")
+    parser.add_argument("--clean-floor", type=float, default=None,
+                        help=f"NMSE floor of the SDR term for clean examples (default "
+                             f"{NMSE_FLOOR}, as for noisy ones; lower pushes clean input "
+                             f"closer to pass-through; on a resume: the run's own unless given)")
     parser.add_argument("--lr", type=float, default=DenoiseTrainConfig.lr)
     parser.add_argument("--init-from", type=Path, default=None,
                         help="a run's checkpoint folder to start a new run from (fine-tune)")
@@ -304,6 +326,10 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, augment=args.augment)
     if args.stretch is not None:
         config = replace(config, stretch=args.stretch)
+    if args.compressed_weight is not None:
+        config = replace(config, compressed_weight=args.compressed_weight)
+    if args.clean_floor is not None:
+        config = replace(config, clean_floor=args.clean_floor)
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)
@@ -325,20 +351,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _loop(trainer: Trainer, args: argparse.Namespace, checkpoint: Path,
           budget: float | None) -> None:
-    sums = np.zeros(3)
+    sums = np.zeros(4)
     count, step_s = 0, 0.0
     with StopFlag(time_budget_s=budget) as stop:
         while trainer.step_index < trainer.config.steps and not stop.should_stop(step_s):
             t0 = time.monotonic()
             result = trainer.step()
             step_s = time.monotonic() - t0
-            sums += (result.nmse, result.logspec, result.rate)
+            sums += (result.nmse, result.logspec, result.rate, result.compressed)
             count += 1
             if trainer.step_index % args.log_every == 0:
-                nmse, logspec, rate = sums / count
+                nmse, logspec, rate, compressed = sums / count
                 print(f"step {trainer.step_index} nmse {nmse:.4f} ({-10 * np.log10(nmse):.2f} "
-                      f"dB) logspec {logspec:.4f} rate {rate:.3f} {step_s:.3f} s/step",
-                      flush=True)
+                      f"dB) logspec {logspec:.4f} rate {rate:.3f} compressed {compressed:.4f} "
+                      f"{step_s:.3f} s/step", flush=True)
                 sums[:], count = 0.0, 0
             if trainer.step_index % args.save_every == 0:
                 trainer.save(checkpoint)
