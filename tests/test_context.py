@@ -231,38 +231,74 @@ def test_cli_generate_force_and_json(tiny_weights, tmp_path, capsys) -> None:
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-@pytest.mark.parametrize("passes", [1, 2])
-def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes) -> None:
-    """Changing a frame's own symbols changes none of its logits, except that a 2-pass
-    model's second-pass (odd) bins see the first-pass (even) bins."""
+@pytest.mark.parametrize("passes,reach", [(1, 0), (2, 0), (4, 0), (4, 1)])
+def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes,
+                                                           reach) -> None:
+    """Changing a frame's own symbols in one pass changes only the logits of that frame's
+    later passes (a 1-pass model's: none), never those of earlier frames."""
     from codec.context.bits import chunk_batch
-    from codec.context.model import first_pass
+    from codec.context.model import pass_of_bin
     torch.manual_seed(0)
     layout = codec.model.config.layout()
-    model = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=passes)).eval()
+    model = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=passes,
+                                                  reach=reach)).eval()
     model.set_layout(layout)
     batch = chunk_batch(chunks[0][0], layout)
+    order = pass_of_bin(batch.q.shape[-1], passes)
     with torch.no_grad():
         _, before = model(batch.q, batch.gains, batch.steps, batch.levels)
         last = batch.q.shape[1] - 1
-        even = first_pass(batch.q.shape[-1])
-        for changed in (~even, even):
+        for p in range(passes):
             q = batch.q.clone()
-            q[0, last, changed] += 3
+            q[0, last, order == p] += 3
             _, after = model(q, batch.gains, batch.steps, batch.levels)
-            same = torch.equal(after[0, -1], before[0, -1])
-            if passes == 1 or bool(changed[1]):           # odd bins changed: nothing moves
-                assert same
-            else:                                         # even bins changed
-                assert torch.equal(after[0, -1, even], before[0, -1, even])
-                assert not torch.equal(after[0, -1, ~even], before[0, -1, ~even])
             assert torch.equal(after[0, :-1], before[0, :-1])
+            assert torch.equal(after[0, -1, order <= p], before[0, -1, order <= p])
+            if p < passes - 1:
+                assert not torch.equal(after[0, -1, order > p], before[0, -1, order > p])
 
 
-def test_two_pass_generation_is_deterministic(codec, tmp_path, one_thread) -> None:
+def test_four_pass_order_is_coarse_to_fine() -> None:
+    from codec.context.model import pass_of_bin
+    assert pass_of_bin(8, 4).tolist() == [0, 2, 1, 3, 0, 2, 1, 3]
+    assert pass_of_bin(4, 2).tolist() == [0, 1, 0, 1] and pass_of_bin(3, 1).tolist() == [0] * 3
+
+
+def test_version_2_files_still_load_and_measure_alike(codec, chunks, tmp_path) -> None:
+    """A version-2 file (2-pass, no reach layers, 9 noise and 10 envelope features) loads
+    and measures what it measured; --init starts a 4-pass network from it."""
+    from codec.context.train import init_from
+    layout = codec.model.config.layout()
+    torch.manual_seed(0)
+    model = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=2, version=2))
+    model.set_layout(layout)
+    model.noise = NoiseModel(NoiseConfig.for_layout(layout, hidden=4))
+    model.envelope = EnvelopeModel(EnvelopeConfig.for_layout(layout, hidden=4))
+    meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
+    weights, config = store.export(model, meta, tmp_path, "v2")
+    saved = json.loads(config.read_text())
+    for key, fields in (("config", ("reach",)), ("noise_config", ("features",)),
+                        ("envelope_config", ("features",))):
+        for field in fields:
+            saved[key].pop(field)
+    config.write_text(json.dumps(saved))
+    loaded, _ = store.load(codec, weights)
+    assert loaded.config.version == 2 and loaded.noise.config.features == 9
+    tables = codec.model.tables
+    a = NeuralPrior(model.eval(), layout, tables, model.noise, model.envelope)
+    b = NeuralPrior(loaded, layout, tables, loaded.noise, loaded.envelope)
+    assert a.chunk_bits(chunks[0][0]) == b.chunk_bits(chunks[0][0])
+    wider = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=4, reach=1))
+    assert set(init_from(wider, weights)) == {"current_wide.weight", "current_wide.bias",
+                                              "current_frame.weight", "current_frame.bias"}
+    assert torch.equal(wider.current.weight, model.current.weight)
+
+
+@pytest.mark.parametrize("passes", [2, 4])
+def test_multi_pass_generation_is_deterministic(codec, tmp_path, one_thread, passes) -> None:
     torch.manual_seed(0)
     model = ContextModel(ContextConfig.for_layout(codec.model.config.layout(), hidden=4,
-                                                  passes=2))
+                                                  passes=passes, reach=passes // 4))
     meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
     weights, _ = store.export(model, meta, tmp_path, "two")
     a, _ = codec.generate(0.2, seed=2, weights=str(weights))

@@ -134,13 +134,15 @@ class NeuralPrior:
     def noise_bits(self, chunk: ChunkSymbols) -> float:
         if self.noise is None or chunk.gains.shape[0] != 1:
             return table_noise_bits(chunk, self.layout, self.tables)
-        return _model_bits(self.noise, *noise_features(chunk, self.layout))
+        return _model_bits(self.noise, *noise_features(chunk, self.layout,
+                                                        self.noise.config.features))
 
     @torch.inference_mode()
     def envelope_bits(self, chunk: ChunkSymbols) -> float:
         if self.envelope is None or chunk.gains.shape[0] != 1:
             return table_envelope_bits(chunk, self.layout, self.tables)
-        return _model_bits(self.envelope, *envelope_features(chunk, self.layout))
+        return _model_bits(self.envelope, *envelope_features(
+            chunk, self.layout, self.envelope.config.features))
 
     @torch.inference_mode()
     def chunk_bits(self, chunk: ChunkSymbols) -> ChunkBits:

@@ -13,7 +13,11 @@ those (summed embeddings, then a small MLP), measured in bits like the other par
 - the region's previous two coded values (the sequence varies slowly);
 - the region below: its value at this frame and the next one, and its change from
   the frame before (regions move together);
-- the mean noise-fill correction of the region's bands in the frame's segment.
+- the mean noise-fill correction of the region's bands in the frame's segment;
+- version 3 (``EnvelopeConfig.features == 14``): the largest symbol magnitude in the
+  region that frame (0..3+), and the zero buckets of the region above that frame and of
+  this region in the frames before and after. A version-2 file (ten features) still
+  loads and measures as it did.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ ZERO_BUCKETS = 8
 """The share of zero symbols in a region's frame, in this many buckets."""
 DELTA = 4
 """Gain changes and the region below's changes are clipped to -DELTA..DELTA."""
-FEATURES = 10
-"""Columns of `envelope_features`."""
+BASE_FEATURES = 10
+"""Columns of a version-2 envelope model's features."""
+FEATURES = 14
+"""Columns of `envelope_features` now (version 3)."""
+MAG_BUCKETS = 4
+"""The largest symbol magnitude in a region's frame, clipped to 0..MAG_BUCKETS - 1."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class EnvelopeConfig:
     noise_low: int = -16
     noise_high: int = 4
     hidden: int = 64
+    features: int = BASE_FEATURES     # FEATURES for a version-3 model
 
     @property
     def values(self) -> int:
@@ -76,14 +85,15 @@ def _region_noise(chunk: ChunkSymbols, layout: ScaleLayout, frames: int) -> NDAr
     return mean.astype(np.int64)[:, np.arange(frames) // layout.noise_segment]
 
 
-def envelope_features(chunk: ChunkSymbols, layout: ScaleLayout
+def envelope_features(chunk: ChunkSymbols, layout: ScaleLayout, columns: int = FEATURES
                       ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Features [n, FEATURES] and targets [n] (value - envelope_low) of the coded envelope
-    values of channel 0, in coded order (region, frame where the region holds a zero)."""
+    """Features [n, columns] (BASE_FEATURES: version 2; FEATURES: version 3) and targets
+    [n] (value - envelope_low) of the coded envelope values of channel 0, in coded order
+    (region, frame where the region holds a zero)."""
     q = chunk.coefficients[:1]
     regions, frames = layout.envelope_regions, q.shape[-1]
     if not regions:
-        return np.zeros((0, FEATURES), np.int64), np.zeros(0, np.int64)
+        return np.zeros((0, columns), np.int64), np.zeros(0, np.int64)
     mask = zero_regions(layout, q)[0]                                     # [R, F]
     env = chunk.envelope_values(layout)[0] - layout.envelope_low          # [R, F] >= 0
     none = layout.envelope_high - layout.envelope_low + 1
@@ -104,11 +114,24 @@ def envelope_features(chunk: ChunkSymbols, layout: ScaleLayout
     change = np.where((below < none) & (below_prev < none),
                       np.clip(below - below_prev, -DELTA, DELTA) + DELTA, 2 * DELTA + 1)
     grid = lambda x: np.broadcast_to(x, (regions, frames))                # noqa: E731
-    feats = np.stack([grid(np.arange(regions)[:, None]), grid(level[None, :]), bucket,
-                      grid(gain_delta[None, :]), previous_coded(env, mask, 1, none),
-                      previous_coded(env, mask, 2, none), below, below_next, change,
-                      _region_noise(chunk, layout, frames)], axis=-1)[mask]
+    cols = [grid(np.arange(regions)[:, None]), grid(level[None, :]), bucket,
+            grid(gain_delta[None, :]), previous_coded(env, mask, 1, none),
+            previous_coded(env, mask, 2, none), below, below_next, change,
+            _region_noise(chunk, layout, frames)]
+    if columns == FEATURES:
+        cols += _decoded_neighbours(q[0], bucket, first_bins)
+    feats = np.stack(cols, axis=-1)[mask]
     return feats.astype(np.int64), env[mask].astype(np.int64)
+
+
+def _decoded_neighbours(q: NDArray[np.int64], bucket: NDArray[np.int64],
+                        first_bins: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+    """The version-3 features [R, F] each: the largest magnitude in the region's frame,
+    the zero buckets of the region above, and of this region the frame before and after."""
+    largest = np.maximum.reduceat(np.abs(q), first_bins[:-1], axis=0)
+    above, before, after = (np.full(bucket.shape, ZERO_BUCKETS) for _ in range(3))
+    above[:-1], before[:, 1:], after[:, :-1] = bucket[1:], bucket[:, :-1], bucket[:, 1:]
+    return [np.minimum(largest, MAG_BUCKETS - 1), above, before, after]
 
 
 class EnvelopeModel(SideModel):
@@ -118,6 +141,11 @@ class EnvelopeModel(SideModel):
         v, noise = config.values, config.noise_high - config.noise_low + 2
         sizes = [config.regions, config.levels, ZERO_BUCKETS, 2 * DELTA + 2, v + 1, v + 1,
                  v + 1, v + 1, 2 * DELTA + 2, noise]
+        if config.features == FEATURES:
+            sizes += [MAG_BUCKETS, ZERO_BUCKETS + 1, ZERO_BUCKETS + 1, ZERO_BUCKETS + 1]
+        elif config.features != BASE_FEATURES:
+            raise ValueError(f"an envelope model has {BASE_FEATURES} or {FEATURES} features, "
+                             f"not {config.features}")
         super().__init__(sizes, config.hidden, v)
         self.config = config
 
@@ -133,5 +161,5 @@ def train_envelope(symbols, layout: ScaleLayout, steps: int = 3000, batch: int =
     deterministic)."""
     torch.manual_seed(seed)
     feats, targets = chunk_features(symbols, layout)
-    model = EnvelopeModel(EnvelopeConfig.for_layout(layout))
+    model = EnvelopeModel(EnvelopeConfig.for_layout(layout, features=FEATURES))
     return fit(model, feats, targets, steps, batch, lr, seed)

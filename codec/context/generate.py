@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from codec import audio as audio_io
-from codec.context.model import (HISTORY, ContextModel, current_features, first_pass,
-                                 frame_levels)
+from codec.context.model import (HISTORY, ContextModel, current_features, frame_levels,
+                                 pass_of_bin)
 from codec.context.symbols import KBPS, stream_symbols
 from codec.errors import UsageError
 
@@ -143,15 +143,16 @@ class Sampler:
 
     def _frame(self, x: Tensor, summary: Tensor, gains: Tensor, level: Tensor
                ) -> NDArray[np.int64]:
-        """One frame's symbols: all bins at once, or (2-pass model) the first-pass bins,
-        then the others given them."""
-        q = self._sample_bins(self.model.coef_logits(x, summary, gains, level))
-        if self.model.config.passes == 1:
-            return q
-        known = first_pass(q.size)
-        current = current_features(torch.from_numpy(q)[None, None], known)
-        second = self._sample_bins(self.model.coef_logits(x, summary, gains, level, current))
-        return np.where(known.numpy(), q, second)
+        """One frame's symbols: all bins at once, or (multi-pass model) pass by pass,
+        each pass's bins given the bins drawn in the passes before."""
+        base = self.model.coef_base(x, summary, gains, level)
+        q = self._sample_bins(self.model.coef_head(base))
+        order = pass_of_bin(q.size, self.model.config.passes)
+        for p in range(1, self.model.config.passes):
+            current = current_features(torch.from_numpy(q)[None, None], order < p)
+            later = self._sample_bins(self.model.coef_head(base, current))
+            q = np.where((order == p).numpy(), later, q)
+        return q
 
 
 def _bar(total: int, enabled: bool) -> Any:

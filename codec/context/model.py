@@ -17,10 +17,15 @@ frequency; a frame summary (their mean over bins) carries global state; the
 current frame's table base (band x level, exactly what the frozen tables key on)
 and its gain change are added as embeddings. Small (tens of kB), CPU-friendly.
 
-With ``passes=2`` (the shipped model) a frame is predicted in two passes: the
-even bins from the past only, then the odd bins from the past and the frame's
-even bins (`current_features`), as a decoder that decodes the even bins first
-could do. Training and measuring run both passes in one forward call.
+With ``passes=2`` a frame is predicted in two passes: the even bins from the past
+only, then the odd bins from the past and the frame's even bins
+(`current_features`), as a decoder that decodes the even bins first could do.
+``passes=4`` (version 3) goes coarse to fine: bins 0 mod 4, then 2 mod 4, then
+1 mod 4, then 3 mod 4, each pass seeing every bin decoded before it
+(`pass_of_bin`). With ``reach=1`` (version 3) the frame's decoded bins also reach
+further along frequency (a dilated convolution, +-12 bins) and as a frame-level
+summary (their mean over bins).
+Training and measuring run every pass in one forward call.
 """
 
 from __future__ import annotations
@@ -42,11 +47,15 @@ EMA_DECAY = 0.75
 """Decay per frame of the two fast exponential averages of the past."""
 SLOW_DECAY = 0.9
 """Decay per frame of the slow average of magnitudes (steady tones; version 2)."""
-CONFIG_VERSION = 2
-"""Version of the network layout; files of another version fail to load (WeightsError).
+CONFIG_VERSION = 3
+"""Version of the network layout written now; files of a version not in
+READABLE_VERSIONS fail to load (WeightsError).
 1: 5 past features, two frequency convolutions. 2: + a slow magnitude average and a
 dilated frequency convolution (wider reach along frequency, for harmonics); the
-noise-fill model's richer features and the noise-fill envelope model."""
+noise-fill model's richer features and the noise-fill envelope model. 3: + 4-pass
+(coarse-to-fine) frames and the `reach` layers on the frame's decoded bins; a
+version-2 file is a version-3 network with passes <= 2 and reach 0, so it still loads."""
+READABLE_VERSIONS = (2, 3)
 PAST_FEATURES = 6
 GAIN_DELTA = 8
 """Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
@@ -63,7 +72,8 @@ class ContextConfig:
     alphabet: int = 6             # A: classes -A..A plus escape
     hidden: int = 24
     num_steps: int = 256
-    passes: int = 1               # 2: odd bins also see the frame's decoded even bins
+    passes: int = 1               # 2 or 4: later bins also see the frame's decoded bins
+    reach: int = 0                # 1: wider and frame-level use of the decoded bins (v3)
     version: int = CONFIG_VERSION
 
     @property
@@ -122,8 +132,13 @@ class ContextModel(nn.Module):
         self.gain_step = nn.Embedding(config.num_steps, h)
         self.gain_out = nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
                                       nn.Linear(h, config.gain_max + 1))
-        if config.passes == 2:
+        if config.passes not in PASSES:
+            raise ValueError(f"passes must be one of {PASSES}, got {config.passes}")
+        if config.passes > 1:
             self.current = nn.Conv2d(3, h, (1, 5), padding=(0, 2))
+        if config.passes > 1 and config.reach:
+            self.current_wide = nn.Conv2d(3, h, (1, 9), padding=(0, 12), dilation=(1, 3))
+            self.current_frame = nn.Linear(3, h)
         self.noise: nn.Module | None = None    # a `codec.context.noise.NoiseModel`, optional
         self.envelope: nn.Module | None = None   # a `codec.context.envelope.EnvelopeModel`
         with torch.no_grad():                  # start near the truth: most symbols are 0
@@ -141,13 +156,14 @@ class ContextModel(nn.Module):
         precedes in the chunk), levels [B, T] of the last T frames -> logits."""
         x, summary = self.encode_past(q)
         gain = self.gain_logits(summary, gains, steps)
-        first = self.coef_logits(x, summary, gains, levels)
-        if self.config.passes == 1:
-            return gain, first
+        base = self.coef_base(x, summary, gains, levels)
+        logits = self.coef_head(base)
         now = q[:, HISTORY:]
-        known = first_pass(now.shape[-1])
-        second = self.coef_logits(x, summary, gains, levels, current_features(now, known))
-        return gain, torch.where(known.to(now.device)[None, None, :, None], first, second)
+        order = pass_of_bin(now.shape[-1], self.config.passes).to(now.device)
+        for p in range(1, self.config.passes):
+            later = self.coef_head(base, current_features(now, order < p))
+            logits = torch.where((order == p)[None, None, :, None], later, logits)
+        return gain, logits
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
@@ -168,23 +184,50 @@ class ContextModel(nn.Module):
     def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor,
                     current: Tensor | None = None) -> Tensor:
         """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain
-        (and, for the second pass of a 2-pass model, `current_features` of the bins of
-        this frame decoded in the first pass; None: the first pass)."""
+        (and, for a later pass of a multi-pass model, `current_features` of the bins of
+        this frame decoded in the passes before; None: the first pass)."""
+        return self.coef_head(self.coef_base(x, summary, gains, levels), current)
+
+    def coef_base(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor) -> Tensor:
+        """[B, h, T, C]: what every pass shares (past features + table, gain change and
+        summary embeddings)."""
         g_now, g_prev = gains[:, HISTORY:], gains[:, HISTORY - 1:-1]
         delta = (g_now - g_prev).clamp(-GAIN_DELTA, GAIN_DELTA) + GAIN_DELTA
         delta = torch.where(g_prev < 0, 2 * GAIN_DELTA + 1, delta)
         table = self.band_of_bin[None, None, :] * self.config.levels + levels[:, :, None]
         cond = self.table(table).permute(0, 3, 1, 2)                # [B, h, T, C]
         cond = cond + (self.delta(delta) + summary).transpose(1, 2)[..., None]
-        if self.config.passes == 2 and current is not None:
-            cond = cond + self.current(current)
-        z = F.silu(self.mix(F.silu(x + cond)))
+        return x + cond
+
+    def coef_head(self, base: Tensor, current: Tensor | None = None) -> Tensor:
+        """`coef_base` (+ the frame's decoded bins, `current_features`) -> logits."""
+        if self.config.passes > 1 and current is not None:
+            here = self.current(current)
+            if self.config.reach:
+                frame = self.current_frame(current.mean(dim=3).transpose(1, 2))   # [B, T, h]
+                here = here + self.current_wide(current) + frame.transpose(1, 2)[..., None]
+            base = base + here
+        z = F.silu(self.mix(F.silu(base)))
         return self.head(z).permute(0, 2, 3, 1)
 
 
-def first_pass(bins: int) -> Tensor:
-    """[C] bool: the bins a 2-pass model predicts first (the even ones)."""
-    return torch.arange(bins) % 2 == 0
+PASSES = (1, 2, 4)
+"""Passes a frame may be decoded in."""
+COARSE_TO_FINE = (0, 2, 1, 3)
+"""Pass of a bin by bin mod 4 in a 4-pass model: 0, 2, 1, 3 mod 4 in that order."""
+
+
+def pass_of_bin(bins: int, passes: int) -> Tensor:
+    """[C] long: the pass (0..passes-1) in which each bin is predicted."""
+    k = torch.arange(bins)
+    if passes == 4:
+        return torch.tensor(COARSE_TO_FINE)[k % 4]
+    return k % passes
+
+
+def first_pass(bins: int, passes: int = 2) -> Tensor:
+    """[C] bool: the bins a multi-pass model predicts first (from the past only)."""
+    return pass_of_bin(bins, passes) == 0
 
 
 def current_features(q: Tensor, known: Tensor) -> Tensor:

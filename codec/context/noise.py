@@ -9,6 +9,12 @@ segment (decoded before) and the change of the band below from its previous
 segment, and the gain change across the segment (an onset). This model is a
 categorical over noise_low..noise_high from those nine things (summed embeddings,
 then a small MLP), measured in bits like the rest.
+
+Version 3 (``NoiseConfig.features == 14``) adds five more a decoder also has: the
+band below's correction in the next segment (band-major order sends it first), the
+largest symbol magnitude in the band's segment (0..3+), and the zero bucket of the
+band above in the same segment and of this band in the segments before and after.
+A version-2 file (nine features) still loads and measures as it did.
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ ZERO_BUCKETS = 8
 """The share of zero symbols in a band's segment, in this many buckets."""
 DELTA = 4
 """Changes (the band below's, the gain across a segment) are clipped to -DELTA..DELTA."""
-FEATURES = 9
-"""Columns of `noise_features`."""
+BASE_FEATURES = 9
+"""Columns of a version-2 noise model's features."""
+FEATURES = 14
+"""Columns of `noise_features` now (version 3)."""
+MAG_BUCKETS = 4
+"""The largest symbol magnitude in a band's segment, clipped to 0..MAG_BUCKETS - 1."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class NoiseConfig:
     low: int = -16
     high: int = 4
     hidden: int = 48
+    features: int = BASE_FEATURES     # FEATURES for a version-3 model
 
     @property
     def values(self) -> int:
@@ -54,11 +65,12 @@ class NoiseConfig:
                    high=layout.noise_high, **kw)
 
 
-def noise_features(chunk: ChunkSymbols, layout: ScaleLayout
+def noise_features(chunk: ChunkSymbols, layout: ScaleLayout, columns: int = FEATURES
                    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Features [n, FEATURES] (band, level, zero bucket, previous two in band, band below,
-    two bands below, the band below's change, the gain change across the segment) and
-    targets [n] (value - noise_low) of the coded corrections of channel 0, in coded order."""
+    """Features [n, columns] (band, level, zero bucket, previous two in band, band below,
+    two bands below, the band below's change, the gain change across the segment; with
+    columns == FEATURES also the version-3 five of the module docstring) and targets [n]
+    (value - noise_low) of the coded corrections of channel 0, in coded order."""
     q = chunk.coefficients[:1]
     mask = zero_segments(layout, q)[0]                                # [bands, segs]
     noise = chunk.noise[0].astype(np.int64) - layout.noise_low
@@ -85,9 +97,29 @@ def noise_features(chunk: ChunkSymbols, layout: ScaleLayout
                       np.clip(below - below_prev, -DELTA, DELTA) + DELTA, 2 * DELTA + 1)
     onset = np.clip(gains[seg_last] - gains[seg_first], -DELTA, DELTA) + DELTA
     grid = lambda x: np.broadcast_to(x, (bands, segs))               # noqa: E731
-    feats = np.stack([grid(np.arange(bands)[:, None]), grid(levels[None, :]), bucket, prev,
-                      prev2, below, below2, change, grid(onset[None, :])], axis=-1)[mask]
+    cols = [grid(np.arange(bands)[:, None]), grid(levels[None, :]), bucket, prev, prev2,
+            below, below2, change, grid(onset[None, :])]
+    if columns == FEATURES:
+        cols += _decoded_neighbours(q[0], coded, bucket, seg_first, layout, none)
+    feats = np.stack(cols, axis=-1)[mask]
     return feats.astype(np.int64), noise[mask].astype(np.int64)
+
+
+def _decoded_neighbours(q: NDArray[np.int64], coded: NDArray[np.int64],
+                        bucket: NDArray[np.int64], seg_first: NDArray[np.int64],
+                        layout: ScaleLayout, none: int) -> list[NDArray[np.int64]]:
+    """The version-3 features [bands, segs] each: the band below's next correction, the
+    largest magnitude in the segment, the zero buckets above, before and after."""
+    bands, segs = coded.shape
+    edges = np.asarray(layout.band_edges[:-1])
+    below_next = np.full((bands, segs), none)
+    below_next[1:, :-1] = coded[:-1, 1:]
+    largest = np.maximum.reduceat(np.maximum.reduceat(np.abs(q), edges, axis=0), seg_first,
+                                  axis=1)
+    absent = ZERO_BUCKETS
+    above, before, after = (np.full((bands, segs), absent) for _ in range(3))
+    above[:-1], before[:, 1:], after[:, :-1] = bucket[1:], bucket[:, :-1], bucket[:, 1:]
+    return [below_next, np.minimum(largest, MAG_BUCKETS - 1), above, before, after]
 
 
 def previous_coded(values: NDArray[np.int64], mask: NDArray[np.bool_], lag: int,
@@ -110,12 +142,17 @@ class NoiseModel(SideModel):
         v = config.values
         sizes = [config.num_bands, config.levels, ZERO_BUCKETS, v + 1, v + 1, v + 1, v + 1,
                  2 * DELTA + 2, 2 * DELTA + 1]
+        if config.features == FEATURES:
+            sizes += [v + 1, MAG_BUCKETS, ZERO_BUCKETS + 1, ZERO_BUCKETS + 1, ZERO_BUCKETS + 1]
+        elif config.features != BASE_FEATURES:
+            raise ValueError(f"a noise model has {BASE_FEATURES} or {FEATURES} features, "
+                             f"not {config.features}")
         super().__init__(sizes, config.hidden, v)
         self.config = config
 
 
 def chunk_features(symbols, layout: ScaleLayout) -> tuple[Tensor, Tensor]:
-    """Features and targets of every chunk of a `SymbolSet`, concatenated."""
+    """Features (all FEATURES) and targets of every chunk of a `SymbolSet`, concatenated."""
     return stacked_features(symbols, layout, noise_features, FEATURES)
 
 
@@ -124,5 +161,5 @@ def train_noise(symbols, layout: ScaleLayout, steps: int = 3000, batch: int = 40
     """Fit a `NoiseModel` on a `SymbolSet` (about a minute on one thread; deterministic)."""
     torch.manual_seed(seed)
     feats, targets = chunk_features(symbols, layout)
-    model = NoiseModel(NoiseConfig.for_layout(layout))
+    model = NoiseModel(NoiseConfig.for_layout(layout, features=FEATURES))
     return fit(model, feats, targets, steps, batch, lr, seed)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from codec.context.model import CONFIG_VERSION, ContextConfig, ContextModel
+from codec.context.model import READABLE_VERSIONS, ContextConfig, ContextModel
 from codec.context.envelope import EnvelopeConfig, EnvelopeModel
 from codec.context.noise import NoiseConfig, NoiseModel
 from codec.errors import WeightsError
@@ -106,9 +106,10 @@ def load(codec: Any, path: str | Path | None = None) -> tuple[ContextModel, dict
                            f"{meta.get('decoder_sha256')}, but the loaded codec is {want}; "
                            "retrain it (python -m codec.context.train)")
     version = meta.get("config", {}).get("version", 1)
-    if version != CONFIG_VERSION:
+    if version not in READABLE_VERSIONS:
         raise WeightsError(f"context model {weights.name} has network version {version}, this "
-                           f"code reads version {CONFIG_VERSION}; retrain it "
+                           f"code reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
+                           "retrain it "
                            "(python -m codec.context.train)")
     model = ContextModel(ContextConfig(**meta["config"]))
     if "noise_config" in meta:

@@ -1,8 +1,8 @@
 """Train the context model on the train split's 6 kbps symbols (resumable, CPU).
 
     python -m codec.context.train --data /work/corpus --out runs/context \
-        [--cache DIR] [--minutes-per-kind 50] [--steps 2400] [--hidden 48] [--passes 2] \
-        [--budget-s 2700] \
+        [--cache DIR] [--minutes-per-kind 50] [--steps 2400] [--hidden 48] [--passes 4] \
+        [--reach 1] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
         [--val-every 10] [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
@@ -32,8 +32,10 @@ from safetensors.torch import load_file, save_file
 from codec.context import store
 from codec.context.batches import epoch_order, make_batch, windows
 from codec.context.bits import frame_bits
+from codec.context.envelope import FEATURES as ENVELOPE_FEATURES
 from codec.context.envelope import EnvelopeConfig, EnvelopeModel, train_envelope
-from codec.context.model import CONFIG_VERSION, ContextConfig, ContextModel
+from codec.context.model import CONFIG_VERSION, PASSES, ContextConfig, ContextModel
+from codec.context.noise import FEATURES as NOISE_FEATURES
 from codec.context.noise import NoiseConfig, NoiseModel, train_noise
 from codec.context.symbols import KBPS, SymbolSet, load_or_extract
 from codec.scales import ScaleLayout
@@ -97,6 +99,21 @@ class Trainer:
             return False
         self.step = int(store.load_checkpoint(directory, self.model, self.optimizer)["step"])
         return True
+
+
+def init_from(model: ContextModel, path: Path) -> list[str]:
+    """Load the frame model's weights found in `path` (a safetensors file or a checkpoint
+    folder); side-model weights are skipped, layers the file lacks keep their fresh
+    values. Returns the names of those fresh layers (printed)."""
+    file = path / "model.safetensors" if path.is_dir() else path
+    found = {k: v for k, v in load_file(str(file)).items()
+             if not k.startswith(("noise.", "envelope."))}
+    missing, unexpected = model.load_state_dict(found, strict=False)
+    if unexpected:
+        raise ValueError(f"{file}: weights this network does not have: {unexpected}")
+    print(f"initialized from {file}; fresh: {', '.join(missing) or 'none'}",
+          file=sys.stderr, flush=True)
+    return list(missing)
 
 
 def split_validation(symbols: SymbolSet, every: int) -> tuple[SymbolSet, SymbolSet | None]:
@@ -171,9 +188,11 @@ def side_model(kind: str, symbols: SymbolSet, layout: ScaleLayout, directory: Pa
     (file named by the network version) so a rerun reuses it."""
     path = directory / f"{kind}-v{CONFIG_VERSION}.safetensors"
     if kind == "noise":
-        model, fit = NoiseModel(NoiseConfig.for_layout(layout)), train_noise
+        model, fit = NoiseModel(NoiseConfig.for_layout(layout, features=NOISE_FEATURES)), \
+            train_noise
     else:
-        model, fit = EnvelopeModel(EnvelopeConfig.for_layout(layout)), train_envelope
+        model, fit = EnvelopeModel(EnvelopeConfig.for_layout(
+            layout, features=ENVELOPE_FEATURES)), train_envelope
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model.eval()
@@ -207,9 +226,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--hidden", type=int, default=48)
-    p.add_argument("--passes", type=int, default=2, choices=(1, 2),
-                   help="2 (shipped): odd bins also condition on the frame's even bins; "
-                        "1: every bin from the past only")
+    p.add_argument("--passes", type=int, default=2, choices=PASSES,
+                   help="2: odd bins also condition on the frame's even bins; 4: coarse to "
+                        "fine (bins 0, 2, 1, 3 mod 4); 1: every bin from the past only")
+    p.add_argument("--reach", type=int, default=0, choices=(0, 1),
+                   help="1: the frame's decoded bins also reach further along frequency and "
+                        "as a frame summary (version 3)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (a .safetensors file, e.g. a shipped "
+                        "context model, or a checkpoint folder); layers they lack start fresh")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--val-every", type=int, default=10,
                    help="hold out every N-th training clip for validation (0: none)")
@@ -230,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     codec = Codec.load(device="cpu")
     layout = codec.model.config.layout()
     symbols = load_or_extract(args.data, args.cache, "train", args.minutes_per_kind, codec)
-    config = ContextConfig.for_layout(layout, hidden=args.hidden,
-                                      passes=args.passes)
+    config = ContextConfig.for_layout(layout, hidden=args.hidden, passes=args.passes,
+                                      reach=args.reach)
     train_part, val = split_validation(symbols, args.val_every)
     trainer = Trainer(train_part, layout, config, args.steps, args.batch, args.length, args.lr)
+    if args.init is not None:          # a resumed run then loads its checkpoint over it
+        init_from(trainer.model, args.init)
     stop = run(trainer, args.out, args.budget_s, val=val)
     if stop.reason:
         print(f"stopped: {stop.reason} at step {trainer.step}", file=sys.stderr)
