@@ -43,6 +43,9 @@ EXIT_CODES_HELP = """exit codes:
 #: Show a progress bar only once a job has run this long (and only on a terminal).
 PROGRESS_DELAY_SECONDS = 0.25
 DEFAULT_KBPS = 6.0
+# One torch thread: measured on 2 cores, a second thread gained at most 5 % on idle cores
+# (bench/results/speed.md history) and cost 20x on busy ones (README, "Threads").
+DEFAULT_THREADS = 1
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 #: Signals that end a run like Ctrl-C does: temporary files are removed first.
 _TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
@@ -99,9 +102,11 @@ def _add_common(parser: argparse.ArgumentParser, *, model: bool = True,
                             help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
         parser.add_argument("--weights", metavar="PATH", default=None,
                             help="model weights to use (default: the shipped aec-base)")
-        parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                            help="CPU threads for the networks (default: torch's choice; "
-                                 "1 is often fastest on a busy machine)")
+        parser.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                            metavar="N",
+                            help=f"CPU threads for torch (default: {DEFAULT_THREADS}; the "
+                                 "networks are small, so more threads gain little on idle "
+                                 "cores and can be 10-20x slower on busy ones)")
     if output:
         parser.add_argument("-f", "--force", action="store_true",
                             help="overwrite the output if it exists")
@@ -283,10 +288,9 @@ def _check_paths(args: argparse.Namespace, output: str | None) -> None:
 def _load_codec(args: argparse.Namespace, need_encoder: bool = True) -> Codec:
     from codec.api import Codec
 
-    if args.threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     return Codec.load(args.weights, device=args.device, need_encoder=need_encoder)
 
 

@@ -218,6 +218,21 @@ def test_entry_points_and_text_reports(work, weights, capsys) -> None:
     assert "x real time" in out
 
 
+@pytest.mark.parametrize("flag, expected", [([], 1), (["--threads", "2"], 2)])
+def test_threads_default_to_one(work, weights, capsys, flag, expected) -> None:
+    """README: `--threads N` sets torch's CPU threads; the default is 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        code, _, _ = run(["encode", str(work / "in.flac"), "-o", str(work / "t.aec"), "-f",
+                          "--weights", weights["a"], *flag], capsys)
+        assert code == 0 and torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cuda_request_without_cuda_is_exit_11(work, weights, capsys) -> None:
     import torch
 
