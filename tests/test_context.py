@@ -231,9 +231,9 @@ def test_cli_generate_force_and_json(tiny_weights, tmp_path, capsys) -> None:
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-@pytest.mark.parametrize("passes,reach", [(1, 0), (2, 0), (4, 0), (4, 1)])
-def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes,
-                                                           reach) -> None:
+@pytest.mark.parametrize("passes,reach,signs", [(1, 0, 0), (2, 0, 0), (4, 0, 0), (4, 1, 1)])
+def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes, reach,
+                                                           signs) -> None:
     """Changing a frame's own symbols in one pass changes only the logits of that frame's
     later passes (a 1-pass model's: none), never those of earlier frames."""
     from codec.context.bits import chunk_batch
@@ -241,7 +241,7 @@ def test_a_frame_is_predicted_only_from_what_a_decoder_has(codec, chunks, passes
     torch.manual_seed(0)
     layout = codec.model.config.layout()
     model = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=passes,
-                                                  reach=reach)).eval()
+                                                  reach=reach, signs=signs)).eval()
     model.set_layout(layout)
     batch = chunk_batch(chunks[0][0], layout)
     order = pass_of_bin(batch.q.shape[-1], passes)
@@ -298,9 +298,47 @@ def test_version_2_files_still_load_and_measure_alike(codec, chunks, tmp_path) -
 def test_multi_pass_generation_is_deterministic(codec, tmp_path, one_thread, passes) -> None:
     torch.manual_seed(0)
     model = ContextModel(ContextConfig.for_layout(codec.model.config.layout(), hidden=4,
-                                                  passes=passes, reach=passes // 4))
+                                                  passes=passes, reach=passes // 4,
+                                                  signs=passes // 4))
     meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
     weights, _ = store.export(model, meta, tmp_path, "two")
     a, _ = codec.generate(0.2, seed=2, weights=str(weights))
     b, _ = codec.generate(0.2, seed=2, weights=str(weights))
     assert np.array_equal(a, b) and np.all(np.isfinite(a))
+
+
+def test_sign_features_predict_a_steady_tone() -> None:
+    """A sinusoid's MDCT coefficients in a bin follow x_t = c x_{t-1} - x_{t-2}: the
+    recurrence feature has the sign of the next value; the past features see only the
+    past."""
+    from codec.context.model import HISTORY, sign_features
+    t = np.arange(HISTORY + 8)
+    x = np.round(20 * np.cos(0.9 * t + 0.3)).astype(np.int64)       # c = 2 cos 0.9
+    q = torch.from_numpy(np.stack([x, np.zeros_like(x)], axis=1))[None]
+    feats = sign_features(q)                                         # [1, 3, 8, 2]
+    assert feats.shape == (1, 3, 8, 2) and torch.all(feats[..., 1] == 0)
+    now = torch.from_numpy(x[HISTORY:]).float()
+    assert torch.equal(torch.sign(feats[0, 2, :, 0]), torch.sign(now))
+    assert torch.equal(feats[0, 0, :, 0], torch.sign(torch.from_numpy(x[HISTORY - 2:-2]))
+                       * torch.log1p(torch.from_numpy(np.abs(x[HISTORY - 2:-2])).float()))
+
+
+def test_init_widens_a_layer_that_reads_new_features(codec, chunks, tmp_path) -> None:
+    """--init from a model without sign features: same logits until training moves the new
+    (zero) input weights."""
+    from codec.context.bits import chunk_batch
+    from codec.context.train import init_from
+    layout = codec.model.config.layout()
+    torch.manual_seed(0)
+    old = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=4, reach=1))
+    old.set_layout(layout)
+    meta = {"decoder_sha256": codec.model.decoder_sha256.hex(), "generation_step": 120}
+    weights, _ = store.export(old, meta, tmp_path, "old")
+    new = ContextModel(ContextConfig.for_layout(layout, hidden=4, passes=4, reach=1, signs=1))
+    new.set_layout(layout)
+    assert init_from(new, weights) == []
+    batch = chunk_batch(chunks[0][0], layout)
+    with torch.no_grad():
+        a = old.eval()(batch.q, batch.gains, batch.steps, batch.levels)
+        b = new.eval()(batch.q, batch.gains, batch.steps, batch.levels)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -22,7 +22,9 @@ only, then the odd bins from the past and the frame's even bins
 (`current_features`), as a decoder that decodes the even bins first could do.
 ``passes=4`` (version 3) goes coarse to fine: bins 0 mod 4, then 2 mod 4, then
 1 mod 4, then 3 mod 4, each pass seeing every bin decoded before it
-(`pass_of_bin`). With ``reach=1`` (version 3) the frame's decoded bins also reach
+(`pass_of_bin`). With ``signs=1`` (version 3) the past also brings signs
+(`sign_features`: a steady tone's coefficient follows a two-frame recurrence).
+With ``reach=1`` (version 3) the frame's decoded bins also reach
 further along frequency (a dilated convolution, +-12 bins) and as a frame-level
 summary (their mean over bins).
 Training and measuring run every pass in one forward call.
@@ -53,10 +55,13 @@ READABLE_VERSIONS fail to load (WeightsError).
 1: 5 past features, two frequency convolutions. 2: + a slow magnitude average and a
 dilated frequency convolution (wider reach along frequency, for harmonics); the
 noise-fill model's richer features and the noise-fill envelope model. 3: + 4-pass
-(coarse-to-fine) frames and the `reach` layers on the frame's decoded bins; a
-version-2 file is a version-3 network with passes <= 2 and reach 0, so it still loads."""
+(coarse-to-fine) frames, the `reach` layers on the frame's decoded bins and the
+`signs` past features; a version-2 file is a version-3 network with passes <= 2,
+reach 0 and signs 0, so it still loads."""
 READABLE_VERSIONS = (2, 3)
 PAST_FEATURES = 6
+SIGN_FEATURES = 3
+"""Extra past features of a model with ``signs=1`` (version 3): see `sign_features`."""
 GAIN_DELTA = 8
 """Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
 
@@ -74,6 +79,7 @@ class ContextConfig:
     num_steps: int = 256
     passes: int = 1               # 2 or 4: later bins also see the frame's decoded bins
     reach: int = 0                # 1: wider and frame-level use of the decoded bins (v3)
+    signs: int = 0                # 1: past signs and a tone's recurrence as features (v3)
     version: int = CONFIG_VERSION
 
     @property
@@ -105,6 +111,22 @@ def past_features(q: Tensor) -> Tensor:
     return torch.stack(feats, dim=1)
 
 
+def sign_features(q: Tensor) -> Tensor:
+    """q [B, T + H, C] -> [B, 3, T, C]: signed log-magnitudes of frames t - 2 and t - 3,
+    and a steady tone's prediction of frame t. A sinusoid's MDCT coefficient in one bin
+    follows x_t = c x_{t-1} - x_{t-2} (c = 2 cos of its phase advance per hop), so with
+    c estimated from the past, (x_{t-1} + x_{t-3}) / x_{t-2} clipped to [-2, 2], the
+    signed log-magnitude of c x_{t-1} - x_{t-2} predicts the sign a frame's previous
+    sign alone does not."""
+    x = q.float()
+    total = q.shape[1]
+    last = lambda k: x[:, HISTORY - k: total - k]       # noqa: E731  frame t - k
+    x1, x2, x3 = last(1), last(2), last(3)
+    c = torch.where(x2 != 0, (x1 + x3) / torch.where(x2 != 0, x2, 1.0), 0.0).clamp(-2, 2)
+    signed = lambda v: torch.sign(v) * torch.log1p(v.abs())   # noqa: E731
+    return torch.stack([signed(x2), signed(x3), signed(c * x1 - x2)], dim=1)
+
+
 def _ema(x: Tensor, decay: float) -> Tensor:
     """[B, T + H, C] -> [B, T, C]: normalized exponential average of the H frames before."""
     w = decay ** torch.arange(1, HISTORY + 1, dtype=torch.float32)
@@ -119,7 +141,8 @@ class ContextModel(nn.Module):
         super().__init__()
         self.config = config
         h, c = config.hidden, config.bins
-        self.past1 = nn.Conv2d(PAST_FEATURES, h, (1, 5), padding=(0, 2))
+        inputs = PAST_FEATURES + (SIGN_FEATURES if config.signs else 0)
+        self.past1 = nn.Conv2d(inputs, h, (1, 5), padding=(0, 2))
         self.past2 = nn.Conv2d(h, h, (1, 5), padding=(0, 2))
         self.past3 = nn.Conv2d(h, h, (1, 5), padding=(0, 8), dilation=(1, 4))
         self.summary = nn.Linear(h, h)
@@ -167,7 +190,10 @@ class ContextModel(nn.Module):
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
-        x = F.silu(self.past1(past_features(q)))
+        feats = past_features(q)
+        if self.config.signs:
+            feats = torch.cat([feats, sign_features(q)], dim=1)
+        x = F.silu(self.past1(feats))
         x = F.silu(self.past2(x))
         x = x + F.silu(self.past3(x))
         return x, self.summary(x.mean(dim=3).transpose(1, 2))

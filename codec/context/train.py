@@ -2,7 +2,7 @@
 
     python -m codec.context.train --data /work/corpus --out runs/context \
         [--cache DIR] [--minutes-per-kind 50] [--steps 2400] [--hidden 48] [--passes 4] \
-        [--reach 1] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
+        [--reach 1] [--signs 1] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
         [--val-every 10] [--export]
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
@@ -108,12 +108,27 @@ def init_from(model: ContextModel, path: Path) -> list[str]:
     file = path / "model.safetensors" if path.is_dir() else path
     found = {k: v for k, v in load_file(str(file)).items()
              if not k.startswith(("noise.", "envelope."))}
+    own = model.state_dict()
+    widened = [k for k, v in found.items() if k in own and _widen(own[k], v) is not None]
+    for k in widened:
+        found[k] = _widen(own[k], found[k])
     missing, unexpected = model.load_state_dict(found, strict=False)
     if unexpected:
         raise ValueError(f"{file}: weights this network does not have: {unexpected}")
-    print(f"initialized from {file}; fresh: {', '.join(missing) or 'none'}",
-          file=sys.stderr, flush=True)
+    print(f"initialized from {file}; fresh: {', '.join(missing) or 'none'}; more inputs "
+          f"(zero weights): {', '.join(widened) or 'none'}", file=sys.stderr, flush=True)
     return list(missing)
+
+
+def _widen(own: torch.Tensor, saved: torch.Tensor) -> torch.Tensor | None:
+    """`saved` padded with zero input channels (dim 1) to `own`'s shape, if that is the
+    only difference (a layer that reads new features starts as it was); else None."""
+    if own.dim() < 2 or own.shape == saved.shape or own.shape[0] != saved.shape[0] or \
+            own.shape[2:] != saved.shape[2:] or own.shape[1] < saved.shape[1]:
+        return None
+    out = torch.zeros_like(own)
+    out[:, :saved.shape[1]] = saved
+    return out
 
 
 def split_validation(symbols: SymbolSet, every: int) -> tuple[SymbolSet, SymbolSet | None]:
@@ -232,6 +247,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reach", type=int, default=0, choices=(0, 1),
                    help="1: the frame's decoded bins also reach further along frequency and "
                         "as a frame summary (version 3)")
+    p.add_argument("--signs", type=int, default=0, choices=(0, 1),
+                   help="1: past signs and a steady tone's recurrence as features "
+                        "(version 3)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these weights (a .safetensors file, e.g. a shipped "
                         "context model, or a checkpoint folder); layers they lack start fresh")
@@ -256,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = codec.model.config.layout()
     symbols = load_or_extract(args.data, args.cache, "train", args.minutes_per_kind, codec)
     config = ContextConfig.for_layout(layout, hidden=args.hidden, passes=args.passes,
-                                      reach=args.reach)
+                                      reach=args.reach, signs=args.signs)
     train_part, val = split_validation(symbols, args.val_every)
     trainer = Trainer(train_part, layout, config, args.steps, args.batch, args.length, args.lr)
     if args.init is not None:          # a resumed run then loads its checkpoint over it
