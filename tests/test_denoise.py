@@ -272,6 +272,10 @@ def test_compressed_spectral_loss_scores_the_decoded_waveform() -> None:
     light, heavy = float(loss(clean + 0.1 * noise, clean)), float(loss(clean + noise, clean))
     assert 0.0 < light < heavy
     assert abs(float(loss(0.01 * (clean + noise), 0.01 * clean)) - heavy) < 1e-3 * heavy
+    asymmetric = CompressedSpectralLoss(320, added_weight=3.0)
+    assert float(asymmetric(1.5 * clean, clean)) > float(loss(1.5 * clean, clean)) * 1.5
+    assert abs(float(asymmetric(0.5 * clean, clean)) - float(loss(0.5 * clean, clean))) < \
+        0.3 * float(loss(0.5 * clean, clean))      # missing energy: (almost) the same
     mask = torch.full_like(clean, 0.9, requires_grad=True)
     loss(mask * (clean + noise), clean).backward()
     assert mask.grad is not None and torch.isfinite(mask.grad).all()

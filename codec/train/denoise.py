@@ -22,6 +22,14 @@ against the clean ones:
   and scores ``W * distortion^2 + residual^2`` over the clean energy. W > 1
   prefers leaving some noise to carving into speech (the per-bin optimum is a
   Wiener gain computed as if the SNR were W times higher);
+- with ``--compressed-weight W``: W times a power-law compressed STFT loss on
+  the decoded waveforms (`codec.train.denoise_loss`: |X|^0.3 magnitudes and
+  the compressed complex spectrum, level-normalised), which weighs quiet
+  speech and residual noise in pauses closer to how PESQ and listeners do
+  (``--compressed-added A``: added energy weighs A times missing energy);
+- with ``--clean-floor F``: clean examples (noisy == clean) get the floor F
+  in ``log10(nmse + F)`` instead of 1e-3, so they are pushed further towards
+  pass-through;
 - ``rate``: L1 of the masked coefficients in units of the clean RMS, a proxy
   for the bits a Laplacian entropy coder spends at a fixed relative step
   (the rate controller's steps follow the frame level). It is small: removing
@@ -85,6 +93,7 @@ class DenoiseTrainConfig:
     augment: float = 0.0
     stretch: float = 0.0
     compressed_weight: float = 0.0
+    compressed_added: float = 1.0
     clean_floor: float = NMSE_FLOOR
 
 
@@ -149,7 +158,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.config, self.pools, self.edges = config, pools, edges
         self.encoder = DenoisingEncoder(net_config)
-        self.spectral = CompressedSpectralLoss(net_config.bins)
+        self.spectral = CompressedSpectralLoss(net_config.bins, config.compressed_added)
         self.optimizer = torch.optim.Adam(self.encoder.mask.parameters(), lr=config.lr)
         self.step_index = 0
         self.length = int(round(config.segment_s * 24000 / net_config.bins)) * net_config.bins
@@ -261,6 +270,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compressed-weight", type=float, default=None,
                         help="weight of the power-law compressed STFT loss (codec.train."
                              "denoise_loss; default 0; on a resume: the run's own unless given)")
+    parser.add_argument("--compressed-added", type=float, default=None,
+                        help="weight of added over missing energy in that loss's magnitude "
+                             "part (default 1; on a resume: the run's own unless given)")
     parser.add_argument("--clean-floor", type=float, default=None,
                         help=f"NMSE floor of the SDR term for clean examples (default "
                              f"{NMSE_FLOOR}, as for noisy ones; lower pushes clean input "
@@ -328,6 +340,8 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, stretch=args.stretch)
     if args.compressed_weight is not None:
         config = replace(config, compressed_weight=args.compressed_weight)
+    if args.compressed_added is not None:
+        config = replace(config, compressed_added=args.compressed_added)
     if args.clean_floor is not None:
         config = replace(config, clean_floor=args.clean_floor)
     started = time.monotonic()

@@ -14,6 +14,12 @@ with X the STFT of the masked coefficients' IMDCT, S the clean one's, c =
 example counts alike whatever its level. The MDCT is orthonormal and the
 post-filter the identity, so the IMDCT of the masked coefficients is the
 decoded waveform before quantization.
+
+``added_weight`` A > 1 makes the magnitude part asymmetric, ``A (|X|^c - |S|^c)^2``
+where the estimate is louder than the clean signal: PESQ's disturbance weighs
+added energy (residual noise) up to several times more than missing energy, and
+on clean input the mask can only remove energy, so this pushes noisy input
+only.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ POWER_EPS = 1e-8
 class CompressedSpectralLoss(torch.nn.Module):
     """(estimate, clean) MDCT coefficients [B, C, F] -> the loss above (a scalar)."""
 
-    def __init__(self, bins: int) -> None:
+    def __init__(self, bins: int, added_weight: float = 1.0) -> None:
         super().__init__()
+        self.added_weight = added_weight
         self.imdct = IMDCT(bins)
         self.register_buffer("window", torch.hann_window(STFT_SIZE), persistent=False)
 
@@ -49,6 +56,9 @@ class CompressedSpectralLoss(torch.nn.Module):
         rms = (clean.square().mean(dim=(1, 2)) + 1e-10).sqrt()[:, None]      # [B, 1]
         mag_est, cplx_est = self.compressed(self.imdct(estimate).squeeze(1) / rms)
         mag_ref, cplx_ref = self.compressed(self.imdct(clean).squeeze(1) / rms)
-        magnitude = (mag_est - mag_ref).square().mean()
+        error = mag_est - mag_ref
+        if self.added_weight != 1.0:
+            error = error * torch.where(error > 0, self.added_weight ** 0.5, 1.0)
+        magnitude = error.square().mean()
         complex_part = (cplx_est - cplx_ref).abs().square().mean()
         return 0.5 * magnitude + 0.5 * complex_part
