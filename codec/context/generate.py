@@ -132,7 +132,8 @@ class Sampler:
             gains[t] = int(gain[0, 0])
             gt = torch.from_numpy(gains[window])[None]
             level = torch.from_numpy(frame_levels(self.layout, gains[t:t + 1], steps[t:t + 1]))
-            q[t] = self._frame(x, summary, gt, level[None])
+            sign = self.model.sign_term(qt) if self.model.config.signs > 1 else None
+            q[t] = self._frame(x, summary, gt, level[None], sign)
             bar.update(1)
         bar.close()
         return q[HISTORY:HISTORY + count], gains[HISTORY:HISTORY + count]
@@ -141,16 +142,18 @@ class Sampler:
         classes = _sample(logits, self.temperature, self.generator)[0, 0]
         return _symbols(classes, self.model.config.alphabet, self.generator).numpy()
 
-    def _frame(self, x: Tensor, summary: Tensor, gains: Tensor, level: Tensor
-               ) -> NDArray[np.int64]:
+    def _frame(self, x: Tensor, summary: Tensor, gains: Tensor, level: Tensor,
+               sign: Tensor | None = None) -> NDArray[np.int64]:
         """One frame's symbols: all bins at once, or (multi-pass model) pass by pass,
-        each pass's bins given the bins drawn in the passes before."""
+        each pass's bins given the bins drawn in the passes before (`sign`: the model's
+        sign term, added to every pass's logits)."""
         base = self.model.coef_base(x, summary, gains, level)
-        q = self._sample_bins(self.model.coef_head(base))
+        extra = 0.0 if sign is None else sign
+        q = self._sample_bins(self.model.coef_head(base) + extra)
         order = pass_of_bin(q.size, self.model.config.passes)
         for p in range(1, self.model.config.passes):
             current = current_features(torch.from_numpy(q)[None, None], order < p)
-            later = self._sample_bins(self.model.coef_head(base, current))
+            later = self._sample_bins(self.model.coef_head(base, current) + extra)
             q = np.where((order == p).numpy(), later, q)
         return q
 

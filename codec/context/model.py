@@ -61,7 +61,9 @@ reach 0 and signs 0, so it still loads."""
 READABLE_VERSIONS = (2, 3)
 PAST_FEATURES = 6
 SIGN_FEATURES = 3
-"""Extra past features of a model with ``signs=1`` (version 3): see `sign_features`."""
+"""Extra past features of a model with ``signs=1`` (version 3): see `sign_features`;
+``signs=2`` adds one more (`tone_prediction` with c fitted over two frames) and a
+direct sign term on the logits (`ContextModel.sign_term`)."""
 GAIN_DELTA = 8
 """Gain changes are clipped to -GAIN_DELTA..GAIN_DELTA for the embedding."""
 
@@ -79,7 +81,8 @@ class ContextConfig:
     num_steps: int = 256
     passes: int = 1               # 2 or 4: later bins also see the frame's decoded bins
     reach: int = 0                # 1: wider and frame-level use of the decoded bins (v3)
-    signs: int = 0                # 1: past signs and a tone's recurrence as features (v3)
+    signs: int = 0                # 1: past signs and a tone's recurrence as features;
+                                  # 2: + a two-frame fit of it and a direct sign term (v3)
     version: int = CONFIG_VERSION
 
     @property
@@ -118,13 +121,31 @@ def sign_features(q: Tensor) -> Tensor:
     c estimated from the past, (x_{t-1} + x_{t-3}) / x_{t-2} clipped to [-2, 2], the
     signed log-magnitude of c x_{t-1} - x_{t-2} predicts the sign a frame's previous
     sign alone does not."""
-    x = q.float()
-    total = q.shape[1]
-    last = lambda k: x[:, HISTORY - k: total - k]       # noqa: E731  frame t - k
-    x1, x2, x3 = last(1), last(2), last(3)
-    c = torch.where(x2 != 0, (x1 + x3) / torch.where(x2 != 0, x2, 1.0), 0.0).clamp(-2, 2)
-    signed = lambda v: torch.sign(v) * torch.log1p(v.abs())   # noqa: E731
-    return torch.stack([signed(x2), signed(x3), signed(c * x1 - x2)], dim=1)
+    return torch.stack([_signed(_frame(q, 2)), _signed(_frame(q, 3)), tone_prediction(q, 1)],
+                       dim=1)
+
+
+def tone_prediction(q: Tensor, fit: int) -> Tensor:
+    """q [B, T + H, C] -> [B, T, C]: signed log-magnitude of c x_{t-1} - x_{t-2}, c (the
+    steady tone's 2 cos, clipped to [-2, 2]) fitted by least squares to the last `fit`
+    triples (x_{t-1-k} + x_{t-3-k} = c x_{t-2-k}, k < fit)."""
+    x = [_frame(q, k) for k in range(1, fit + 3)]
+    if fit == 1:                                  # c = (x_{t-1} + x_{t-3}) / x_{t-2}
+        num, den = x[0] + x[2], x[1]
+    else:
+        num = sum((x[k] + x[k + 2]) * x[k + 1] for k in range(fit))
+        den = sum(x[k + 1] ** 2 for k in range(fit))
+    c = torch.where(den != 0, num / torch.where(den != 0, den, 1.0), 0.0).clamp(-2, 2)
+    return _signed(c * x[0] - x[1])
+
+
+def _frame(q: Tensor, k: int) -> Tensor:
+    """q [B, T + H, C] -> frames t - k of the last T frames, float."""
+    return q[:, HISTORY - k: q.shape[1] - k].float()
+
+
+def _signed(v: Tensor) -> Tensor:
+    return torch.sign(v) * torch.log1p(v.abs())
 
 
 def _ema(x: Tensor, decay: float) -> Tensor:
@@ -141,8 +162,12 @@ class ContextModel(nn.Module):
         super().__init__()
         self.config = config
         h, c = config.hidden, config.bins
-        inputs = PAST_FEATURES + (SIGN_FEATURES if config.signs else 0)
+        inputs = PAST_FEATURES + (SIGN_FEATURES if config.signs else 0) + (config.signs > 1)
         self.past1 = nn.Conv2d(inputs, h, (1, 5), padding=(0, 2))
+        if config.signs > 1:          # starts at zero: a model it is initialized from is kept
+            self.sign_net = nn.Sequential(nn.Conv2d(inputs, 8, 1), nn.SiLU(), nn.Conv2d(8, 2, 1))
+            nn.init.zeros_(self.sign_net[2].weight)
+            nn.init.zeros_(self.sign_net[2].bias)
         self.past2 = nn.Conv2d(h, h, (1, 5), padding=(0, 2))
         self.past3 = nn.Conv2d(h, h, (1, 5), padding=(0, 8), dilation=(1, 4))
         self.summary = nn.Linear(h, h)
@@ -186,17 +211,36 @@ class ContextModel(nn.Module):
         for p in range(1, self.config.passes):
             later = self.coef_head(base, current_features(now, order < p))
             logits = torch.where((order == p)[None, None, :, None], later, logits)
+        if self.config.signs > 1:
+            logits = logits + self.sign_term(q)
         return gain, logits
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
-        feats = past_features(q)
-        if self.config.signs:
-            feats = torch.cat([feats, sign_features(q)], dim=1)
+        feats = self.features(q)
         x = F.silu(self.past1(feats))
         x = F.silu(self.past2(x))
         x = x + F.silu(self.past3(x))
         return x, self.summary(x.mean(dim=3).transpose(1, 2))
+
+    def features(self, q: Tensor) -> Tensor:
+        """q [B, T + H, C] -> every past feature the network reads [B, inputs, T, C]."""
+        feats = [past_features(q)]
+        if self.config.signs:
+            feats.append(sign_features(q))
+        if self.config.signs > 1:
+            feats.append(tone_prediction(q, 2)[:, None])
+        return torch.cat(feats, dim=1)
+
+    def sign_term(self, q: Tensor) -> Tensor:
+        """[B, T, C, 2A + 2] (signs=2): added to the logits, s0 + s1 log(1 + |v|) times the
+        sign of class v (0 for zero and escape), s0 and s1 per bin from the past features:
+        the odds of + against - from the steady-tone prediction."""
+        a = self.config.alphabet
+        v = torch.arange(-a, a + 2, dtype=torch.float32, device=q.device)
+        v[-1] = 0.0                                                     # escape
+        s = self.sign_net(self.features(q)).permute(0, 2, 3, 1)          # [B, T, C, 2]
+        return torch.sign(v) * (s[..., :1] + s[..., 1:] * torch.log1p(v.abs()))
 
     def gain_logits(self, summary: Tensor, gains: Tensor, steps: Tensor) -> Tensor:
         """[B, T, gain_max + 1]: each frame's gain from the past gains, its step, the summary."""

@@ -247,9 +247,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reach", type=int, default=0, choices=(0, 1),
                    help="1: the frame's decoded bins also reach further along frequency and "
                         "as a frame summary (version 3)")
-    p.add_argument("--signs", type=int, default=0, choices=(0, 1),
-                   help="1: past signs and a steady tone's recurrence as features "
-                        "(version 3)")
+    p.add_argument("--signs", type=int, default=0, choices=(0, 1, 2),
+                   help="1: past signs and a steady tone's recurrence as features; 2: + a "
+                        "two-frame fit of the recurrence and a direct sign term (version 3)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these weights (a .safetensors file, e.g. a shipped "
                         "context model, or a checkpoint folder); layers they lack start fresh")
