@@ -126,35 +126,41 @@ class Sampler:
             window = slice(t - HISTORY, t + 1)
             qt = torch.from_numpy(q[window])[None]
             gt, st = torch.from_numpy(gains[window])[None], torch.from_numpy(steps[window])[None]
-            x, summary = self.model.encode_past(qt)
+            feats = self.model.features(qt)
+            x, summary = self.model.encode_features(feats)
             gain = _sample(self.model.gain_logits(summary, gt, st), self.temperature,
                            self.generator)
             gains[t] = int(gain[0, 0])
             gt = torch.from_numpy(gains[window])[None]
             level = torch.from_numpy(frame_levels(self.layout, gains[t:t + 1], steps[t:t + 1]))
-            sign = self.model.sign_term(qt) if self.model.config.signs > 1 else None
+            sign = self.model.sign_term(feats) if self.model.config.signs > 1 else None
             q[t] = self._frame(x, summary, gt, level[None], sign)
             bar.update(1)
         bar.close()
         return q[HISTORY:HISTORY + count], gains[HISTORY:HISTORY + count]
 
-    def _sample_bins(self, logits: Tensor) -> NDArray[np.int64]:
-        classes = _sample(logits, self.temperature, self.generator)[0, 0]
+    def _sample_bins(self, logits: Tensor, bins: Tensor | None = None) -> NDArray[np.int64]:
+        """Symbols drawn for `bins` ([C] bool; None: all) from logits [1, 1, C, K]."""
+        picked = logits[0, 0] if bins is None else logits[0, 0, bins]
+        classes = _sample(picked, self.temperature, self.generator)
         return _symbols(classes, self.model.config.alphabet, self.generator).numpy()
 
     def _frame(self, x: Tensor, summary: Tensor, gains: Tensor, level: Tensor,
                sign: Tensor | None = None) -> NDArray[np.int64]:
         """One frame's symbols: all bins at once, or (multi-pass model) pass by pass,
-        each pass's bins given the bins drawn in the passes before (`sign`: the model's
-        sign term, added to every pass's logits)."""
+        each pass's bins drawn given the bins drawn in the passes before (`sign`: the
+        model's sign term, added to every pass's logits)."""
         base = self.model.coef_base(x, summary, gains, level)
         extra = 0.0 if sign is None else sign
-        q = self._sample_bins(self.model.coef_head(base) + extra)
-        order = pass_of_bin(q.size, self.model.config.passes)
-        for p in range(1, self.model.config.passes):
-            current = current_features(torch.from_numpy(q)[None, None], order < p)
-            later = self._sample_bins(self.model.coef_head(base, current) + extra)
-            q = np.where((order == p).numpy(), later, q)
+        passes = self.model.config.passes
+        if passes == 1:
+            return self._sample_bins(self.model.coef_head(base) + extra)
+        order = pass_of_bin(self.model.config.bins, passes)
+        q = np.zeros(self.model.config.bins, np.int64)
+        for p in range(passes):
+            current = current_features(torch.from_numpy(q)[None, None], order < p) if p else None
+            logits = self.model.coef_head(base, current) + extra
+            q[(order == p).numpy()] = self._sample_bins(logits, order == p)
         return q
 
 

@@ -202,7 +202,8 @@ class ContextModel(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] (history first), gains and steps [B, T + H] (-1 where no frame
         precedes in the chunk), levels [B, T] of the last T frames -> logits."""
-        x, summary = self.encode_past(q)
+        feats = self.features(q)
+        x, summary = self.encode_features(feats)
         gain = self.gain_logits(summary, gains, steps)
         base = self.coef_base(x, summary, gains, levels)
         logits = self.coef_head(base)
@@ -212,12 +213,15 @@ class ContextModel(nn.Module):
             later = self.coef_head(base, current_features(now, order < p))
             logits = torch.where((order == p)[None, None, :, None], later, logits)
         if self.config.signs > 1:
-            logits = logits + self.sign_term(q)
+            logits = logits + self.sign_term(feats)
         return gain, logits
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
-        feats = self.features(q)
+        return self.encode_features(self.features(q))
+
+    def encode_features(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """`features` -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
         x = F.silu(self.past1(feats))
         x = F.silu(self.past2(x))
         x = x + F.silu(self.past3(x))
@@ -232,14 +236,14 @@ class ContextModel(nn.Module):
             feats.append(tone_prediction(q, 2)[:, None])
         return torch.cat(feats, dim=1)
 
-    def sign_term(self, q: Tensor) -> Tensor:
-        """[B, T, C, 2A + 2] (signs=2): added to the logits, s0 + s1 log(1 + |v|) times the
-        sign of class v (0 for zero and escape), s0 and s1 per bin from the past features:
-        the odds of + against - from the steady-tone prediction."""
+    def sign_term(self, feats: Tensor) -> Tensor:
+        """`features` -> [B, T, C, 2A + 2] (signs=2): added to the logits, s0 + s1 log(1 +
+        |v|) times the sign of class v (0 for zero and escape), s0 and s1 per bin from the
+        past features: the odds of + against - from the steady-tone prediction."""
         a = self.config.alphabet
-        v = torch.arange(-a, a + 2, dtype=torch.float32, device=q.device)
+        v = torch.arange(-a, a + 2, dtype=torch.float32, device=feats.device)
         v[-1] = 0.0                                                     # escape
-        s = self.sign_net(self.features(q)).permute(0, 2, 3, 1)          # [B, T, C, 2]
+        s = self.sign_net(feats).permute(0, 2, 3, 1)                     # [B, T, C, 2]
         return torch.sign(v) * (s[..., :1] + s[..., 1:] * torch.log1p(v.abs()))
 
     def gain_logits(self, summary: Tensor, gains: Tensor, steps: Tensor) -> Tensor:
