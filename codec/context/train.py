@@ -289,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             trainer.model.envelope = side_model("envelope", symbols, layout, ckpt,
                                                 args.noise_steps)
     if args.export:
-        paths = store.export(trainer.model, export_meta(codec, symbols, trainer), args.export_dir)
+        meta = export_meta(codec, symbols, trainer)
+        if args.init is not None:
+            meta["init"] = str(args.init)      # the steps before this run are not counted
+        paths = store.export(trainer.model, meta, args.export_dir)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return stop.exit_code
 
