@@ -133,7 +133,7 @@ class Sampler:
             gains[t] = int(gain[0, 0])
             gt = torch.from_numpy(gains[window])[None]
             level = torch.from_numpy(frame_levels(self.layout, gains[t:t + 1], steps[t:t + 1]))
-            sign = self.model.sign_term(feats) if self.model.config.signs > 1 else None
+            sign = self.model.sign_term(feats, x) if self.model.config.signs > 1 else None
             q[t] = self._frame(x, summary, gt, level[None], sign)
             bar.update(1)
         bar.close()

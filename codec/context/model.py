@@ -165,7 +165,8 @@ class ContextModel(nn.Module):
         inputs = PAST_FEATURES + (SIGN_FEATURES if config.signs else 0) + (config.signs > 1)
         self.past1 = nn.Conv2d(inputs, h, (1, 5), padding=(0, 2))
         if config.signs > 1:          # starts at zero: a model it is initialized from is kept
-            self.sign_net = nn.Sequential(nn.Conv2d(inputs, 8, 1), nn.SiLU(), nn.Conv2d(8, 2, 1))
+            self.sign_net = nn.Sequential(nn.Conv2d(inputs + h, 8, 1), nn.SiLU(),
+                                          nn.Conv2d(8, 2, 1))
             nn.init.zeros_(self.sign_net[2].weight)
             nn.init.zeros_(self.sign_net[2].bias)
         self.past2 = nn.Conv2d(h, h, (1, 5), padding=(0, 2))
@@ -213,7 +214,7 @@ class ContextModel(nn.Module):
             later = self.coef_head(base, current_features(now, order < p))
             logits = torch.where((order == p)[None, None, :, None], later, logits)
         if self.config.signs > 1:
-            logits = logits + self.sign_term(feats)
+            logits = logits + self.sign_term(feats, x)
         return gain, logits
 
     def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
@@ -236,14 +237,15 @@ class ContextModel(nn.Module):
             feats.append(tone_prediction(q, 2)[:, None])
         return torch.cat(feats, dim=1)
 
-    def sign_term(self, feats: Tensor) -> Tensor:
-        """`features` -> [B, T, C, 2A + 2] (signs=2): added to the logits, s0 + s1 log(1 +
-        |v|) times the sign of class v (0 for zero and escape), s0 and s1 per bin from the
-        past features: the odds of + against - from the steady-tone prediction."""
+    def sign_term(self, feats: Tensor, x: Tensor) -> Tensor:
+        """`features` and the past's per-bin features x -> [B, T, C, 2A + 2] (signs=2):
+        added to the logits, s0 + s1 log(1 + |v|) times the sign of class v (0 for zero and
+        escape), s0 and s1 per bin from both: the odds of + against - from the
+        steady-tone prediction, here and (through x) in the neighbouring bins."""
         a = self.config.alphabet
         v = torch.arange(-a, a + 2, dtype=torch.float32, device=feats.device)
         v[-1] = 0.0                                                     # escape
-        s = self.sign_net(feats).permute(0, 2, 3, 1)                     # [B, T, C, 2]
+        s = self.sign_net(torch.cat([feats, x], dim=1)).permute(0, 2, 3, 1)   # [B, T, C, 2]
         return torch.sign(v) * (s[..., :1] + s[..., 1:] * torch.log1p(v.abs()))
 
     def gain_logits(self, summary: Tensor, gains: Tensor, steps: Tensor) -> Tensor:
