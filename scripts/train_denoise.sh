@@ -25,4 +25,4 @@ PY=python3
     --clean-share 0.35 "${WEIGHTS[@]}"
 exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT/finetune" --steps 6000 \
     --init-from "$OUT/checkpoint" --floor-frames 37 --strength-head --augment 0.25 \
-    --stretch 0.3 --clean-share 0.35 --lr 5e-4 --install "${WEIGHTS[@]}"
+    --stretch 0.3 --clean-share 0.35 --lr 5e-4 --pass-db 50 65 --install "${WEIGHTS[@]}"

@@ -284,6 +284,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--pass-db", type=float, nargs=2, default=None, metavar=("FROM", "FULL"),
+                        help="exported file only: relax the mask to 1 where the local SNR is "
+                             "above FROM dB, fully at FULL dB (config version 4; "
+                             "codec.denoise.DenoisingEncoder.applied_gain); training ignores it")
     parser.add_argument("--install", action="store_true",
                         help="also write the denoiser next to the base weights")
     return parser.parse_args(argv)
@@ -299,13 +303,20 @@ def _base(weights: str | None) -> tuple[bytes, tuple[int, ...], int]:
 
 
 def export(trainer: Trainer, out: Path, sha: bytes, weights: str | None,
-           install: bool) -> list[Path]:
-    """Write the denoiser file into the run folder (and next to the base model)."""
+           install: bool, pass_db: tuple[float, float] | None = None) -> list[Path]:
+    """Write the denoiser file into the run folder (and next to the base model).
+
+    `pass_db` goes into the exported file's config only (version 4), not the run's.
+    """
+    encoder = trainer.encoder
+    if pass_db is not None:
+        encoder = DenoisingEncoder(replace(encoder.config, pass_db=tuple(pass_db), version=4))
+        encoder.load_state_dict(trainer.encoder.state_dict())
     targets = [out / denoise_path(weights).name]
     if install:
         targets.append(denoise_path(weights))
     for target in targets:
-        save_denoiser(target, trainer.encoder, sha)
+        save_denoiser(target, encoder, sha)
     return targets
 
 
@@ -358,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
           f"({time.monotonic() - started:.0f} s)", flush=True)
     budget = None if args.minutes is None else 60.0 * args.minutes
     _loop(trainer, args, checkpoint, budget)
-    for target in export(trainer, args.out, sha, args.weights, args.install):
+    for target in export(trainer, args.out, sha, args.weights, args.install, args.pass_db):
         print(f"exported {target}", flush=True)
     return 0
 
