@@ -7,6 +7,7 @@ base model, so they do not depend on how well the shipped denoiser was trained.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -263,6 +264,16 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     y = c.mdct(x)      # the new head starts at strength 1 - 3e-4: the old mask to 3e-4
     assert (c.gain(y) - a.gain(y)).abs().max() < 4e-4
     assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "2"]) == 0
+    # --pass-db changes the exported config only (version 4), not the weights or the run
+    trained = load_denoiser(tmp_path / "c" / "aec-base", sha)
+    assert train.main([*common, "--out", str(tmp_path / "c"), "--steps", "2",
+                       "--pass-db", "50", "65"]) == 0
+    gated = load_denoiser(tmp_path / "c" / "aec-base", sha)
+    assert gated.config.version == 4 and gated.config.pass_db == (50.0, 65.0)
+    assert all(torch.equal(p, q) for p, q in zip(trained.state_dict().values(),
+                                                 gated.state_dict().values()))
+    saved = json.loads((tmp_path / "c" / "checkpoint" / "state.json").read_text())
+    assert saved["net_config"]["version"] == 3 and not saved["net_config"].get("pass_db")
     shutil.rmtree(tmp_path / "corpus")
 
 
