@@ -328,3 +328,17 @@ def test_cpu_and_gpu_agree(speech) -> None:
     from_gpu, _ = cpu.decode(data_gpu)
     assert len(data_gpu) <= len(data_cpu) * 1.02
     assert snr_db(audio, from_gpu) > snr_db(audio, on_cpu) - 0.5
+
+
+def test_library_leaves_torch_threads_alone(speech) -> None:
+    """README: the library leaves torch's thread count as the program set it (only the
+    command line sets it, to 1)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        codec = Codec.load(device="cpu")
+        audio, rate = speech
+        codec.decode(codec.encode(clip(audio, 1.0, rate), rate, 6.0, denoise=True))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
