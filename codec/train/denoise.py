@@ -232,6 +232,11 @@ class Trainer:
             raise ValueError(f"{directory}: no weights for {missing}")
 
 
+#: Training settings a command line may change on a resume too (None: the run's own).
+RUN_OVERRIDES = ("clean_share", "distortion_weight", "augment", "stretch", "compressed_weight",
+                 "compressed_added", "clean_floor")
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m codec.train.denoise",
                                      description=__doc__.split("\n\n")[0])
@@ -341,20 +346,8 @@ def run(args: argparse.Namespace) -> int:
                                    strength_head=args.strength_head,
                                    version=3 if args.strength_head else
                                    2 if args.floor_frames else 1)
-    if args.clean_share is not None:
-        config = replace(config, clean_share=args.clean_share)
-    if args.distortion_weight is not None:
-        config = replace(config, distortion_weight=args.distortion_weight)
-    if args.augment is not None:
-        config = replace(config, augment=args.augment)
-    if args.stretch is not None:
-        config = replace(config, stretch=args.stretch)
-    if args.compressed_weight is not None:
-        config = replace(config, compressed_weight=args.compressed_weight)
-    if args.compressed_added is not None:
-        config = replace(config, compressed_added=args.compressed_added)
-    if args.clean_floor is not None:
-        config = replace(config, clean_floor=args.clean_floor)
+    config = replace(config, **{name: getattr(args, name) for name in RUN_OVERRIDES
+                                if getattr(args, name) is not None})
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)
