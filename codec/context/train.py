@@ -2,8 +2,12 @@
 
     python -m codec.context.train --data /work/corpus --out runs/context \
         [--cache DIR] [--minutes-per-kind 50] [--steps 2400] [--hidden 48] [--passes 4] \
-        [--reach 1] [--signs 1] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
+        [--reach 1] [--signs 2] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
         [--val-every 10] [--export]
+
+One run is one stage; the shipped model (network version 3) is five stages, each
+started from the one before with --init: `scripts/train_context.sh`. The
+defaults are the first stage (network version 2's recipe: 2 passes, 2400 steps).
 
 Symbols come from `codec.context.symbols` (extracted once, cached as npz under
 --cache). Only split=train is read. The run stops cleanly on SIGINT/SIGTERM or at
