@@ -5,7 +5,7 @@
         [--reach 1] [--signs 2] [--init WEIGHTS] [--lr 3e-3] [--budget-s 2700] \
         [--val-every 10] [--export]
 
-One run is one stage; the shipped model (network version 3) is five stages, each
+One run is one stage; the shipped model (network version 3) is six stages, each
 started from the one before with --init: `scripts/train_context.sh`. The
 defaults are the first stage (network version 2's recipe: 2 passes, 2400 steps).
 
