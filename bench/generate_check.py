@@ -39,6 +39,7 @@ from scipy import linalg
 from codec import audio as audio_io
 from codec.context import store
 from codec.context.generate import empty_context, generate, prompt_context
+from codec.errors import WeightsError
 from codec.metrics import mel_filterbank
 from codec.scales import frame_tables
 from codec.train.split import KINDS, list_clips
@@ -200,7 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     from codec.api import Codec
     codec = Codec.load(device="cpu")
-    model, meta = store.load(codec, args.weights)
+    try:
+        model, meta = store.load(codec, args.weights)
+    except WeightsError as exc:
+        print(f"generate_check: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     rows: list[dict] = []
     timing: list[tuple[float, float]] = []
     for kind in KINDS:

@@ -346,3 +346,17 @@ def test_init_widens_a_layer_that_reads_new_features(codec, chunks, tmp_path) ->
         a = old.eval()(batch.q, batch.gains, batch.steps, batch.levels)
         b = new.eval()(batch.q, batch.gains, batch.steps, batch.levels)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("bench_name", ["context_bits", "generate_check"])
+def test_benches_refuse_a_missing_context_model_with_one_line(bench_name, tmp_path,
+                                                              capsys) -> None:
+    """A wrong --weights is one line on stderr and the weights exit code, no traceback."""
+    import importlib
+
+    bench = importlib.import_module(f"bench.{bench_name}")
+    code = bench.main(["--corpus", str(tmp_path), "--weights", str(tmp_path / "no.safetensors"),
+                       "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 7 and err.startswith(f"{bench_name}: error:") and "\n" not in err
+    assert not (tmp_path / "out").exists()
