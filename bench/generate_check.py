@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy import linalg
 
 from codec import audio as audio_io
 from codec.context import store
@@ -132,8 +131,17 @@ def frechet(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     """Frechet distance of Gaussians fitted to frame sets a and b [n, mels]."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b).real
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b)
+                 - 2 * trace_sqrt_product(cov_a, cov_b))
+
+
+def trace_sqrt_product(cov_a: NDArray[np.float64], cov_b: NDArray[np.float64]) -> float:
+    """tr sqrt(A B) for covariances A, B: the eigenvalues of A B are those of the
+    symmetric sqrt(A) B sqrt(A), so two `eigh` calls do it (numpy only)."""
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    return float(np.sum(np.sqrt(np.clip(inner, 0.0, None))))
 
 
 def run_kind(codec, model, meta, kind: str, args: argparse.Namespace,

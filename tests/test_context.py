@@ -360,3 +360,15 @@ def test_benches_refuse_a_missing_context_model_with_one_line(bench_name, tmp_pa
     err = capsys.readouterr().err.strip()
     assert code == 7 and err.startswith(f"{bench_name}: error:") and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_frechet_trace_term_needs_only_numpy() -> None:
+    """bench.generate_check's tr sqrt(A B): diagonal covariances give sum sqrt(a b), and
+    B = A gives tr A, in any rotation."""
+    from bench.generate_check import trace_sqrt_product
+
+    a, b = np.array([4.0, 1.0, 9.0]), np.array([1.0, 16.0, 4.0])
+    assert trace_sqrt_product(np.diag(a), np.diag(b)) == pytest.approx(2 + 4 + 6)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
+    cov = q @ np.diag(a) @ q.T
+    assert trace_sqrt_product(cov, cov) == pytest.approx(14.0)
