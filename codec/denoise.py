@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,10 @@ class DenoiseConfig:
             raise WeightsError(f"unsupported denoiser config {config}")
         return config
 
+    def versioned(self) -> DenoiseConfig:
+        """This config with `version` set to what its fields make it (`expected_version`)."""
+        return replace(self, version=self.expected_version)
+
     @property
     def expected_version(self) -> int:
         """1: log power only; 2: plus the noise floor; 3: plus the strength head; 4: pass_db."""
@@ -149,6 +153,13 @@ def log_power_features(y: Tensor) -> Tensor:
     return (power_db + FEATURE_OFFSET_DB) / FEATURE_SCALE_DB
 
 
+def smoothed_power(y: Tensor) -> Tensor:
+    """Coefficients [B, C, F] -> power averaged over 3 x 3 bins x frames [B, C, F] (zero
+    padded, edges averaged over what they have): MDCT power flickers with phase."""
+    return torch.nn.functional.avg_pool2d(y.square().unsqueeze(1), 3, stride=1, padding=1,
+                                          count_include_pad=False).squeeze(1)
+
+
 def noise_floor_features(y: Tensor, half_window: int) -> Tensor:
     """Coefficients [B, C, F] -> normalised noise floor [B, C, F] (module docstring).
 
@@ -156,9 +167,7 @@ def noise_floor_features(y: Tensor, half_window: int) -> Tensor:
     phase, the average is steadier), then the minimum over +-half_window frames
     (edges see a shorter window, the same in a chunk and in the whole signal).
     """
-    power = torch.nn.functional.avg_pool2d(y.square().unsqueeze(1), 3, stride=1, padding=1,
-                                           count_include_pad=False).squeeze(1)
-    power_db = 10.0 * torch.log10(power + POWER_FLOOR)
+    power_db = 10.0 * torch.log10(smoothed_power(y) + POWER_FLOOR)
     floor_db = -torch.nn.functional.max_pool1d(-power_db, 2 * half_window + 1, stride=1,
                                                padding=half_window)
     return (floor_db + FEATURE_OFFSET_DB) / FEATURE_SCALE_DB
@@ -172,8 +181,7 @@ def local_snr_db(y: Tensor, floor: Tensor, half_window: int) -> Tensor:
     around it. Mixtures at the training SNRs (-5 to 20 dB) stay mostly under about
     35 dB here; clean recordings with quiet pauses reach 60-80 dB.
     """
-    power = torch.nn.functional.avg_pool2d(y.square().unsqueeze(1), 3, stride=1, padding=1,
-                                           count_include_pad=False).sum(dim=2)
+    power = smoothed_power(y).sum(dim=1, keepdim=True)
     floor_power = torch.pow(10.0, (floor * FEATURE_SCALE_DB - FEATURE_OFFSET_DB) / 10.0)
     pooled = [torch.nn.functional.avg_pool1d(v, 2 * half_window + 1, stride=1,
                                              padding=half_window, count_include_pad=False)

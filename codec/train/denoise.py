@@ -315,7 +315,7 @@ def export(trainer: Trainer, out: Path, sha: bytes, weights: str | None,
     """
     encoder = trainer.encoder
     if pass_db is not None:
-        encoder = DenoisingEncoder(replace(encoder.config, pass_db=tuple(pass_db), version=4))
+        encoder = DenoisingEncoder(replace(encoder.config, pass_db=tuple(pass_db)).versioned())
         encoder.load_state_dict(trainer.encoder.state_dict())
     targets = [out / denoise_path(weights).name]
     if install:
@@ -343,9 +343,7 @@ def run(args: argparse.Namespace) -> int:
         net_config = DenoiseConfig(bins=bins, hidden=args.hidden, layers=args.layers,
                                    kernel=args.kernel, dilations=dilations,
                                    floor_frames=args.floor_frames,
-                                   strength_head=args.strength_head,
-                                   version=3 if args.strength_head else
-                                   2 if args.floor_frames else 1)
+                                   strength_head=args.strength_head).versioned()
     config = replace(config, **{name: getattr(args, name) for name in RUN_OVERRIDES
                                 if getattr(args, name) is not None})
     started = time.monotonic()
