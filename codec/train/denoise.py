@@ -232,9 +232,21 @@ class Trainer:
             raise ValueError(f"{directory}: no weights for {missing}")
 
 
-#: Training settings a command line may change on a resume too (None: the run's own).
-RUN_OVERRIDES = ("clean_share", "distortion_weight", "augment", "stretch", "compressed_weight",
-                 "compressed_added", "clean_floor")
+#: Training settings a command line may change on a resume too (None: the run's own), and
+#: what each does; every one is a float option ``--name-with-dashes``.
+RUN_OVERRIDES = {
+    "clean_share": f"share of examples left clean (default {DenoiseTrainConfig.clean_share})",
+    "distortion_weight": "weight of speech distortion against residual noise (default 1: the "
+                         "plain error)",
+    "augment": "share of examples with a changed voice (denoise_data.other_voice; default 0)",
+    "stretch": "share of examples slowed down (denoise_data.slow_down; default 0)",
+    "compressed_weight": "weight of the power-law compressed STFT loss (codec.train."
+                         "denoise_loss; default 0)",
+    "compressed_added": "weight of added over missing energy in that loss's magnitude part "
+                        "(default 1)",
+    "clean_floor": f"NMSE floor of the SDR term for clean examples (default {NMSE_FLOOR}, as "
+                   "for noisy ones; lower pushes clean input closer to pass-through)",
+}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -250,10 +262,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speech-clips", type=int, default=DenoiseTrainConfig.speech_clips)
     parser.add_argument("--music-clips", type=int, default=DenoiseTrainConfig.music_clips)
     parser.add_argument("--sfx-clips", type=int, default=DenoiseTrainConfig.sfx_clips)
-    parser.add_argument("--clean-share", type=float, default=None,
-                        help=f"share of examples left clean (default "
-                             f"{DenoiseTrainConfig.clean_share}; on a resume: the run's own, "
-                             f"unless given: a fine-tune phase)")
+    for name, text in RUN_OVERRIDES.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=None,
+                            help=f"{text}; on a resume: the run's own unless given")
     parser.add_argument("--hidden", type=int, default=DenoiseConfig.hidden)
     parser.add_argument("--layers", type=int, default=DenoiseConfig.layers)
     parser.add_argument("--kernel", type=int, default=DenoiseConfig.kernel)
@@ -263,25 +274,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="noise-floor feature half-window in frames (0: none, version 1)")
     parser.add_argument("--strength-head", action="store_true",
                         help="add the per-frame strength head (needs --floor-frames; version 3)")
-    parser.add_argument("--distortion-weight", type=float, default=None,
-                        help="weight of speech distortion against residual noise (default 1: "
-                             "the plain error; on a resume: the run's own unless given)")
-    parser.add_argument("--augment", type=float, default=None,
-                        help="share of examples with a changed voice (denoise_data.other_voice; "
-                             "default 0; on a resume: the run's own unless given)")
-    parser.add_argument("--stretch", type=float, default=None,
-                        help="share of examples slowed down (denoise_data.slow_down; default 0; "
-                             "on a resume: the run's own unless given)")
-    parser.add_argument("--compressed-weight", type=float, default=None,
-                        help="weight of the power-law compressed STFT loss (codec.train."
-                             "denoise_loss; default 0; on a resume: the run's own unless given)")
-    parser.add_argument("--compressed-added", type=float, default=None,
-                        help="weight of added over missing energy in that loss's magnitude "
-                             "part (default 1; on a resume: the run's own unless given)")
-    parser.add_argument("--clean-floor", type=float, default=None,
-                        help=f"NMSE floor of the SDR term for clean examples (default "
-                             f"{NMSE_FLOOR}, as for noisy ones; lower pushes clean input "
-                             f"closer to pass-through; on a resume: the run's own unless given)")
     parser.add_argument("--lr", type=float, default=DenoiseTrainConfig.lr)
     parser.add_argument("--init-from", type=Path, default=None,
                         help="a run's checkpoint folder to start a new run from (fine-tune)")
