@@ -44,6 +44,7 @@ from codec.context.noise import NoiseConfig, NoiseModel, train_noise
 from codec.context.symbols import KBPS, SymbolSet, load_or_extract
 from codec.scales import ScaleLayout
 from codec.train.stopping import StopFlag
+from codec.train.warmstart import widen_inputs
 
 DEFAULT_CACHE = "runs/context-cache"
 
@@ -113,26 +114,16 @@ def init_from(model: ContextModel, path: Path) -> list[str]:
     found = {k: v for k, v in load_file(str(file)).items()
              if not k.startswith(("noise.", "envelope."))}
     own = model.state_dict()
-    widened = [k for k, v in found.items() if k in own and _widen(own[k], v) is not None]
+    grown = {k: widen_inputs(own[k], v) for k, v in found.items() if k in own}
+    widened = [k for k, v in grown.items() if v is not None]
     for k in widened:
-        found[k] = _widen(own[k], found[k])
+        found[k] = grown[k]
     missing, unexpected = model.load_state_dict(found, strict=False)
     if unexpected:
         raise ValueError(f"{file}: weights this network does not have: {unexpected}")
     print(f"initialized from {file}; fresh: {', '.join(missing) or 'none'}; more inputs "
           f"(zero weights): {', '.join(widened) or 'none'}", file=sys.stderr, flush=True)
     return list(missing)
-
-
-def _widen(own: torch.Tensor, saved: torch.Tensor) -> torch.Tensor | None:
-    """`saved` padded with zero input channels (dim 1) to `own`'s shape, if that is the
-    only difference (a layer that reads new features starts as it was); else None."""
-    if own.dim() < 2 or own.shape == saved.shape or own.shape[0] != saved.shape[0] or \
-            own.shape[2:] != saved.shape[2:] or own.shape[1] < saved.shape[1]:
-        return None
-    out = torch.zeros_like(own)
-    out[:, :saved.shape[1]] = saved
-    return out
 
 
 def split_validation(symbols: SymbolSet, every: int) -> tuple[SymbolSet, SymbolSet | None]:

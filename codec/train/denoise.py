@@ -67,6 +67,7 @@ from codec.train.denoise_data import Pools, batch, load_pools
 from codec.train.denoise_loss import CompressedSpectralLoss
 from codec.train.stopping import StopFlag
 from codec.train.tensorfile import load_tensors, save_tensors
+from codec.train.warmstart import widen_inputs
 
 
 NMSE_FLOOR = 1e-3
@@ -223,9 +224,8 @@ class Trainer:
         state = load_tensors(directory / "model.safetensors")
         own = self.encoder.mask.state_dict()
         first = "body.0.weight"
-        if state[first].shape != own[first].shape:     # more input features: zeros for them
-            grown = torch.zeros_like(own[first])
-            grown[:, : state[first].shape[1]] = state[first]
+        grown = widen_inputs(own[first], state[first])   # more input features: zeros for them
+        if grown is not None:
             state[first] = grown
         missing = self.encoder.mask.load_state_dict(state, strict=False).missing_keys
         if any(not key.startswith("strength.") for key in missing):
