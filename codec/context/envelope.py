@@ -31,7 +31,7 @@ from torch import Tensor
 
 from codec.chunkcoder import ChunkSymbols
 from codec.context.model import frame_levels
-from codec.context.side import SideModel, fit, stacked_features
+from codec.context.side import SideModel, fit, neighbour_buckets, stacked_features
 from codec.context.noise import previous_coded
 from codec.scales import ScaleLayout, zero_regions, zero_segments
 
@@ -129,9 +129,7 @@ def _decoded_neighbours(q: NDArray[np.int64], bucket: NDArray[np.int64],
     """The version-3 features [R, F] each: the largest magnitude in the region's frame,
     the zero buckets of the region above, and of this region the frame before and after."""
     largest = np.maximum.reduceat(np.abs(q), first_bins[:-1], axis=0)
-    above, before, after = (np.full(bucket.shape, ZERO_BUCKETS) for _ in range(3))
-    above[:-1], before[:, 1:], after[:, :-1] = bucket[1:], bucket[:, :-1], bucket[:, 1:]
-    return [np.minimum(largest, MAG_BUCKETS - 1), above, before, after]
+    return [np.minimum(largest, MAG_BUCKETS - 1), *neighbour_buckets(bucket, ZERO_BUCKETS)]
 
 
 class EnvelopeModel(SideModel):

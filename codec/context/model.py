@@ -217,10 +217,6 @@ class ContextModel(nn.Module):
             logits = logits + self.sign_term(feats, x)
         return gain, logits
 
-    def encode_past(self, q: Tensor) -> tuple[Tensor, Tensor]:
-        """q [B, T + H, C] -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
-        return self.encode_features(self.features(q))
-
     def encode_features(self, feats: Tensor) -> tuple[Tensor, Tensor]:
         """`features` -> per-bin features of the past [B, h, T, C], summary [B, T, h]."""
         x = F.silu(self.past1(feats))
@@ -299,11 +295,6 @@ def pass_of_bin(bins: int, passes: int) -> Tensor:
     if passes == 4:
         return torch.tensor(COARSE_TO_FINE)[k % 4]
     return k % passes
-
-
-def first_pass(bins: int, passes: int = 2) -> Tensor:
-    """[C] bool: the bins a multi-pass model predicts first (from the past only)."""
-    return pass_of_bin(bins, passes) == 0
 
 
 def current_features(q: Tensor, known: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from codec.chunkcoder import ChunkSymbols
 from codec.context.model import frame_levels
-from codec.context.side import SideModel, fit, stacked_features
+from codec.context.side import SideModel, fit, neighbour_buckets, stacked_features
 from codec.scales import ScaleLayout, zero_segments
 
 ZERO_BUCKETS = 8
@@ -116,10 +116,8 @@ def _decoded_neighbours(q: NDArray[np.int64], coded: NDArray[np.int64],
     below_next[1:, :-1] = coded[:-1, 1:]
     largest = np.maximum.reduceat(np.maximum.reduceat(np.abs(q), edges, axis=0), seg_first,
                                   axis=1)
-    absent = ZERO_BUCKETS
-    above, before, after = (np.full((bands, segs), absent) for _ in range(3))
-    above[:-1], before[:, 1:], after[:, :-1] = bucket[1:], bucket[:, :-1], bucket[:, 1:]
-    return [below_next, np.minimum(largest, MAG_BUCKETS - 1), above, before, after]
+    return [below_next, np.minimum(largest, MAG_BUCKETS - 1),
+            *neighbour_buckets(bucket, ZERO_BUCKETS)]
 
 
 def previous_coded(values: NDArray[np.int64], mask: NDArray[np.bool_], lag: int,

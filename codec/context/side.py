@@ -69,3 +69,12 @@ def fit(model: SideModel, feats: Tensor, targets: Tensor, steps: int, batch: int
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def neighbour_buckets(bucket: NDArray[np.int64], absent: int
+                      ) -> list[NDArray[np.int64]]:
+    """bucket [rows, n] (rows: bands or regions, low to high) -> the buckets of the row
+    above, of the place before and of the place after, `absent` where there is none."""
+    above, before, after = (np.full(bucket.shape, absent) for _ in range(3))
+    above[:-1], before[:, 1:], after[:, :-1] = bucket[1:], bucket[:, :-1], bucket[:, 1:]
+    return [above, before, after]
