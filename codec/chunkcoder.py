@@ -81,7 +81,7 @@ def frame_step_indices(step: int, split: int, frames: int) -> NDArray[np.int64]:
 
 
 def gain_residuals(layout: ScaleLayout, gains: NDArray[np.int64]
-                    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+                   ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Flat gain symbols (first absolute, then deltas, channel-major) and their tables."""
     residual = np.concatenate([gains[:, :1], np.diff(gains, axis=1)], axis=1)
     tables = np.full(gains.shape, layout.gain_delta_table, dtype=np.int64)

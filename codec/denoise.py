@@ -252,8 +252,9 @@ class DenoisingEncoder(nn.Module):
 
         Version 4 (`pass_db` = (from, full)): where the local SNR (`local_snr_db`, over
         the net's own radius) exceeds `from` dB, the gain moves linearly towards 1,
-        reaching it at `full` dB. The net never saw inputs that clean, and on them it
-        can mistake a held vowel or nasal for hum. Training uses `gain` (no pass).
+        reaching it at `full` dB: there is almost no noise left to remove, and on such
+        input the net can mistake a held vowel or nasal for hum. Training uses `gain`
+        (no pass).
         """
         feats = features(y, self.config)
         gain = self.mask(feats)
