@@ -43,8 +43,9 @@ EXIT_CODES_HELP = """exit codes:
 #: Show a progress bar only once a job has run this long (and only on a terminal).
 PROGRESS_DELAY_SECONDS = 0.25
 DEFAULT_KBPS = 6.0
-# One torch thread: measured on 2 cores, a second thread gained at most 5 % on idle cores
-# (bench/results/speed.md history) and cost 20x on busy ones (README, "Threads").
+# One torch thread: measured on 2 cores, a second thread gained at most 6 % on idle cores
+# (bench/results/speed.md history) and made in-process encoding 20x slower on busy ones
+# (README, "Command line").
 DEFAULT_THREADS = 1
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 #: Signals that end a run like Ctrl-C does: temporary files are removed first.
