@@ -11,6 +11,15 @@ The noise is train-split music and effects (which the training may have seen
 as noise) and the synthetic kinds, mixed as `bench.denoise` does (0.5 s noise-only lead-in, 5 dB
 SNR). Rows: SI-SDR / PESQ-WB at 12 kbps of plain aec and --denoise, on the
 noisy and the clean input, means over the clips.
+
+``--wiener SPEC [SPEC ...]`` scores each folder's denoiser once per setting of
+the version-5 stationary-noise gain (`codec.denoise.stationary_gain`): SPEC is
+``off`` or ``ALPHA,FLOOR,HALF,FRAMES,BINS``. The shipped setting was chosen
+this way::
+
+    python -m bench.denoise_val --corpus /work/corpus --clips 60 --weights codec/pretrained \
+        --wiener off 2,0.05,37,9,3 2,0.05,75,9,3 1.5,0.05,75,9,3 2,0.05,37,9,1 \
+        1.5,0.05,37,9,3 2,0.05,37,7,3 2,0.05,75,11,3
 """
 
 from __future__ import annotations
@@ -18,6 +27,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,21 +96,62 @@ def score(weights: str, items: list[Item], scorer: Scorer) -> dict[str, tuple[fl
             for k, vs in rows.items()}
 
 
+def parse_wiener(spec: str) -> tuple[float, ...]:
+    """``off`` -> (); ``ALPHA,FLOOR,HALF,FRAMES,BINS`` -> five floats."""
+    if spec == "off":
+        return ()
+    values = tuple(float(v) for v in spec.split(","))
+    if len(values) != 5:
+        raise argparse.ArgumentTypeError(f"--wiener: 'off' or five numbers, not {spec!r}")
+    return values
+
+
+@contextmanager
+def with_wiener(weights: str, wiener: tuple[float, ...]) -> Iterator[str]:
+    """A temporary base-model folder: `weights`' files, its denoiser re-saved with `wiener`."""
+    from codec.denoise import denoise_path, load_denoiser, save_denoiser
+    from codec.weights import load_model, model_paths
+
+    sha = load_model(weights, need_encoder=False).decoder_sha256
+    encoder = load_denoiser(weights, sha)
+    stem = model_paths(weights)[0].name[: -len(".json")]
+    with tempfile.TemporaryDirectory() as folder:
+        for path in model_paths(weights)[0].parent.glob(stem + ".*"):
+            if path != denoise_path(weights):
+                (Path(folder) / path.name).symlink_to(path.resolve())
+        variant = type(encoder)(replace(encoder.config, wiener=wiener).versioned())
+        variant.mask.load_state_dict(encoder.mask.state_dict())
+        save_denoiser(Path(folder) / denoise_path(weights).name, variant, sha)
+        yield folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.denoise_val",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--weights", nargs="+", required=True, help="base-model folders")
     parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--wiener", nargs="+", type=parse_wiener, default=None,
+                        metavar="SPEC", help="score each denoiser with these stationary-noise "
+                                            "gains: off or ALPHA,FLOOR,HALF,FRAMES,BINS")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     items = make_items(args.corpus, args.clips)
     scorer = Scorer()
     for weights in args.weights:
-        means = score(weights, items, scorer)
-        cells = " | ".join(f"{k} {s:.2f} dB / {p:.2f}" for k, (s, p) in means.items())
-        print(f"{weights}: {cells}", flush=True)
+        if args.wiener is None:
+            _print(weights, score(weights, items, scorer))
+            continue
+        for wiener in args.wiener:
+            with with_wiener(weights, wiener) as folder:
+                label = ",".join(f"{v:g}" for v in wiener) or "off"
+                _print(f"{weights} --wiener {label}", score(folder, items, scorer))
     return 0
+
+
+def _print(label: str, means: dict[str, tuple[float, float]]) -> None:
+    cells = " | ".join(f"{k} {s:.2f} dB / {p:.3f}" for k, (s, p) in means.items())
+    print(f"{label}: {cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
         --MaskNet (convs over frames, radius R)--> gain [B, C, F] in (0, 1)
     y * gain --> the plain encoder's coefficients (rate control, tables, stream unchanged)
 
-The shipped file is version 4 (both features, the strength head and the clean
-pass-through, below).
+The shipped file is version 5 (both features, the strength head, the clean
+pass-through and the stationary-noise gain, below).
 
 The shipped encoder is a fixed MDCT, so "a second encoder" is this front end:
 it estimates the clean signal's coefficients from the noisy ones and hands them
@@ -42,11 +42,24 @@ gain almost nothing and a wrong mask costs a lot: on one held-out clean clip (a
 held "n") the net removed 23 dB of the speech. Nothing is learned, and training
 ignores it (it trains `gain`).
 
+Version 5 files (``wiener``) add a second fixed rule at encoding time: the
+mask is multiplied by a Wiener-like gain against stationary noise,
+``max(gain_floor, 1 - alpha * N / P)`` per bin and frame (`stationary_gain`),
+where P is the power averaged over ``bins`` x ``frames`` neighbours and N the
+minimum of that over +-``half_window`` frames: minimum statistics, a noise
+profile measured on the input itself, as sox's noisered takes one from a
+noise-only stretch. The net, trained on every kind of noise at once, left
+steady noise (hum, brown noise) under-suppressed; the rule removes what stays
+put for two seconds. Its settings were chosen on train-split validation
+(`bench.denoise_val --wiener`), not on the bench's held-out clips. The
+pass-through then relaxes the product, so clean input stays untouched.
+
 Windowed encoding equals whole-signal encoding when a window carries
 `DenoisingEncoder.context_frames` frames of context each side: the mask net
 reaches `radius` frames, the floor feature `floor_frames + 1` more, and the
 MDCT frame at the edge needs one frame more. The pass-through's window is the
-net's radius over the same features, so it needs no more.
+net's radius over the same features, so it needs no more; the Wiener gain
+reaches ``half_window + frames // 2`` frames, and the larger reach counts.
 """
 
 from __future__ import annotations
@@ -85,6 +98,8 @@ class DenoiseConfig:
     floor_frames: int = 0      # noise-floor feature half-window (frames); 0: none (version 1)
     strength_head: bool = False   # per-frame strength from the features (version 3)
     pass_db: tuple[float, ...] = ()   # (from, full): clean pass-through (version 4); (): off
+    #: (alpha, gain_floor, half_window, frames, bins): stationary-noise gain (version 5); (): off
+    wiener: tuple[float, ...] = ()
     version: int = 1
 
     @property
@@ -105,6 +120,13 @@ class DenoiseConfig:
         """Frames of features each side one output frame depends on."""
         return sum(self.dilation(i) * (self.kernel // 2) for i in range(self.layers))
 
+    @property
+    def wiener_radius(self) -> int:
+        """Frames of coefficients each side the Wiener gain of one frame depends on."""
+        if not self.wiener:
+            return 0
+        return int(self.wiener[2]) + int(self.wiener[3]) // 2
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -114,6 +136,7 @@ class DenoiseConfig:
             data = json.loads(text)
             data["dilations"] = tuple(int(d) for d in data.get("dilations", ()))
             data["pass_db"] = tuple(float(d) for d in data.get("pass_db", ()))
+            data["wiener"] = tuple(float(d) for d in data.get("wiener", ()))
             config = cls(**data)
         except (ValueError, TypeError, AttributeError) as exc:
             raise WeightsError(f"malformed denoiser config: {exc}") from exc
@@ -121,7 +144,7 @@ class DenoiseConfig:
                *config.dilations) < 1 or config.kernel % 2 == 0 or \
                 config.version != config.expected_version or config.floor_frames < 0 or \
                 (config.strength_head and not config.floor_frames) or \
-                not _valid_pass(config) or \
+                not _valid_pass(config) or not _valid_wiener(config) or \
                 len(config.dilations) not in (0, config.layers):
             raise WeightsError(f"unsupported denoiser config {config}")
         return config
@@ -132,7 +155,10 @@ class DenoiseConfig:
 
     @property
     def expected_version(self) -> int:
-        """1: log power only; 2: plus the noise floor; 3: plus the strength head; 4: pass_db."""
+        """1: log power only; 2: plus the noise floor; 3: plus the strength head; 4: pass_db;
+        5: the Wiener gain."""
+        if self.wiener:
+            return 5
         if self.pass_db:
             return 4
         return 3 if self.strength_head else 2 if self.floor_frames else 1
@@ -145,6 +171,19 @@ def _valid_pass(config: DenoiseConfig) -> bool:
     return (len(config.pass_db) == 2 and bool(config.floor_frames)
             and all(math.isfinite(d) for d in config.pass_db)
             and config.pass_db[0] < config.pass_db[1])
+
+
+def _valid_wiener(config: DenoiseConfig) -> bool:
+    """wiener is empty, or (alpha > 0, 0 <= gain_floor <= 1, half_window >= 1, frames and
+    bins odd >= 1), the last three whole numbers."""
+    if not config.wiener:
+        return True
+    if len(config.wiener) != 5 or not all(math.isfinite(v) for v in config.wiener):
+        return False
+    alpha, gain_floor, half_window, frames, bins = config.wiener
+    whole = all(v == int(v) for v in (half_window, frames, bins))
+    return (whole and alpha > 0 and 0 <= gain_floor <= 1 and half_window >= 1
+            and frames >= 1 and bins >= 1 and frames % 2 == 1 and bins % 2 == 1)
 
 
 def log_power_features(y: Tensor) -> Tensor:
@@ -187,6 +226,24 @@ def local_snr_db(y: Tensor, floor: Tensor, half_window: int) -> Tensor:
                                              padding=half_window, count_include_pad=False)
               for v in (power, floor_power.sum(dim=1, keepdim=True))]
     return 10.0 * torch.log10(pooled[0] / pooled[1])
+
+
+def stationary_gain(y: Tensor, wiener: tuple[float, ...]) -> Tensor:
+    """Coefficients [B, C, F] -> the version-5 Wiener gain [B, C, F] (module docstring).
+
+    P: power averaged over `bins` x `frames` neighbours (edges over what they have);
+    N: P's minimum over +-`half_window` frames, in dB as the floor feature takes it;
+    gain: 1 - alpha * N / P, no lower than `gain_floor`.
+    """
+    alpha, gain_floor, half_window, frames, bins = wiener
+    window = (int(bins), int(frames))
+    power = torch.nn.functional.avg_pool2d(
+        y.square().unsqueeze(1), window, stride=1, padding=(window[0] // 2, window[1] // 2),
+        count_include_pad=False).squeeze(1) + POWER_FLOOR
+    power_db = 10.0 * torch.log10(power)
+    floor_db = -torch.nn.functional.max_pool1d(-power_db, 2 * int(half_window) + 1, stride=1,
+                                               padding=int(half_window))
+    return (1.0 - alpha * torch.pow(10.0, floor_db / 10.0) / power).clamp(min=gain_floor)
 
 
 def features(y: Tensor, config: DenoiseConfig) -> Tensor:
@@ -241,7 +298,8 @@ class DenoisingEncoder(nn.Module):
     @property
     def context_frames(self) -> int:
         """Frames of context each side for windowed == whole (module docstring)."""
-        return self.config.radius + self.config.feature_radius + 1
+        config = self.config
+        return max(config.radius + config.feature_radius, config.wiener_radius) + 1
 
     def gain(self, y: Tensor) -> Tensor:
         """Noisy coefficients [B, C, F] -> the mask [B, C, F] in (0, 1)."""
@@ -254,10 +312,12 @@ class DenoisingEncoder(nn.Module):
         the net's own radius) exceeds `from` dB, the gain moves linearly towards 1,
         reaching it at `full` dB: there is almost no noise left to remove, and on such
         input the net can mistake a held vowel or nasal for hum. Training uses `gain`
-        (no pass).
+        (no pass). Version 5 (`wiener`) multiplies the mask by `stationary_gain` first.
         """
         feats = features(y, self.config)
         gain = self.mask(feats)
+        if self.config.wiener:
+            gain = gain * stationary_gain(y, self.config.wiener)
         if not self.config.pass_db:
             return gain
         low, full = self.config.pass_db

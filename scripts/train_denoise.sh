@@ -10,6 +10,8 @@
 # (less harm to clean input), then a 6000-step fine-tune in OUT/finetune that adds the
 # noise-floor feature and the per-frame strength head (config version 3) and trains on
 # changed voices (25 % resampled, 30 % slowed down) so held vowels and unusual voices pass.
+# The export writes two fixed encoding-time rules into the config (training ignores them):
+# the clean pass-through (--pass-db, version 4) and the stationary-noise gain (--wiener, 5).
 # The result is installed next to the base weights as NAME.denoise.safetensors, tied to that
 # model's decoder SHA-256. About an hour on one CPU thread of a shared 2-core machine.
 set -euo pipefail
@@ -25,4 +27,5 @@ PY=python3
     --clean-share 0.35 "${WEIGHTS[@]}"
 exec "$PY" -m codec.train.denoise --data "$CORPUS" --out "$OUT/finetune" --steps 6000 \
     --init-from "$OUT/checkpoint" --floor-frames 37 --strength-head --augment 0.25 \
-    --stretch 0.3 --clean-share 0.35 --lr 5e-4 --pass-db 50 65 --install "${WEIGHTS[@]}"
+    --stretch 0.3 --clean-share 0.35 --lr 5e-4 --pass-db 50 65 --wiener 2 0.05 75 9 3 \
+    --install "${WEIGHTS[@]}"

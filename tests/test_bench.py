@@ -382,3 +382,28 @@ def test_publish_replaces_only_the_latest_results_section() -> None:
     assert "## Training speed\n\nkept words\n\n## Linear probe\n\nkept too\n" in out
     assert publish.replace_section("# bench\n", rendered) == "# bench\n\n" + rendered
     assert publish.replace_section(out, rendered) == out            # idempotent
+
+
+def test_denoise_val_scores_a_stationary_gain_setting_without_touching_the_weights() -> None:
+    """`bench.denoise_val --wiener` re-saves the folder's denoiser with each setting in a
+    temporary copy of the base model; 'off' takes the gain out (version 4)."""
+    import argparse
+
+    from bench.denoise_val import parse_wiener, with_wiener
+    from codec.denoise import denoise_path, load_denoiser
+    from codec.weights import sha256_file
+
+    pretrained = Path(__file__).resolve().parents[1] / "codec" / "pretrained"
+    sha = sha256_file(pretrained / "aec-base.decoder.safetensors")
+    shipped = denoise_path(None).read_bytes()
+    assert parse_wiener("off") == () and parse_wiener("2,0.05,75,9,3") == (2, 0.05, 75, 9, 3)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_wiener("2,0.05")
+    for setting, version in (((), 4), ((1.5, 0.1, 20.0, 5.0, 1.0), 5)):
+        with with_wiener(str(pretrained), setting) as folder:
+            variant = load_denoiser(folder, sha)
+            assert variant.config.wiener == setting and variant.config.version == version
+            assert variant.config.pass_db == load_denoiser(None, sha).config.pass_db
+            assert (Path(folder) / "aec-base.decoder.safetensors").is_file()
+        assert not Path(folder).exists()
+    assert denoise_path(None).read_bytes() == shipped

@@ -285,6 +285,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="exported file only: relax the mask to 1 where the local SNR is "
                              "above FROM dB, fully at FULL dB (config version 4; "
                              "codec.denoise.DenoisingEncoder.applied_gain); training ignores it")
+    parser.add_argument("--wiener", type=float, nargs=5, default=None,
+                        metavar=("ALPHA", "FLOOR", "HALF", "FRAMES", "BINS"),
+                        help="exported file only: multiply the mask by the stationary-noise "
+                             "gain max(FLOOR, 1 - ALPHA N / P), P the power over BINS x FRAMES, "
+                             "N its minimum over +-HALF frames (config version 5; "
+                             "codec.denoise.stationary_gain); training ignores it")
     parser.add_argument("--install", action="store_true",
                         help="also write the denoiser next to the base weights")
     return parser.parse_args(argv)
@@ -299,15 +305,21 @@ def _base(weights: str | None) -> tuple[bytes, tuple[int, ...], int]:
             int(model.config.latent_channels))
 
 
+#: Encoding-time rules: written into the exported file's config only, never trained.
+EXPORT_RULES = ("pass_db", "wiener")
+
+
 def export(trainer: Trainer, out: Path, sha: bytes, weights: str | None,
-           install: bool, pass_db: tuple[float, float] | None = None) -> list[Path]:
+           install: bool, rules: dict[str, tuple[float, ...]] | None = None) -> list[Path]:
     """Write the denoiser file into the run folder (and next to the base model).
 
-    `pass_db` goes into the exported file's config only (version 4), not the run's.
+    `rules` (EXPORT_RULES: `pass_db`, version 4; `wiener`, version 5) go into the
+    exported file's config only, not the run's.
     """
     encoder = trainer.encoder
-    if pass_db is not None:
-        encoder = DenoisingEncoder(replace(encoder.config, pass_db=tuple(pass_db)).versioned())
+    if rules:
+        config = replace(encoder.config, **{k: tuple(v) for k, v in rules.items()})
+        encoder = DenoisingEncoder(config.versioned())
         encoder.load_state_dict(trainer.encoder.state_dict())
     targets = [out / denoise_path(weights).name]
     if install:
@@ -352,7 +364,9 @@ def run(args: argparse.Namespace) -> int:
           f"({time.monotonic() - started:.0f} s)", flush=True)
     budget = None if args.minutes is None else 60.0 * args.minutes
     _loop(trainer, args, checkpoint, budget)
-    for target in export(trainer, args.out, sha, args.weights, args.install, args.pass_db):
+    rules = {name: getattr(args, name) for name in EXPORT_RULES
+             if getattr(args, name) is not None}
+    for target in export(trainer, args.out, sha, args.weights, args.install, rules):
         print(f"exported {target}", flush=True)
     return 0
 
