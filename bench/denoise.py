@@ -243,6 +243,32 @@ def by_noise(rows: list[dict[str, object]], snr: str = "5", kbps: str = "12.0"
     return lines
 
 
+def paired_pesq(rows: list[dict[str, object]], sox: str) -> list[str]:
+    """Markdown rows: per noisy condition, PESQ-WB of --denoise minus the sox path's, clip
+    by clip: the mean, its standard error, the clips where --denoise is ahead, and the
+    best mean PESQ of any sox amount (the table's sox row is picked on SI-SDR)."""
+    def pesq(method: str, snr: str, kbps: str) -> dict[str, float]:
+        return {f"{r['clip']} {r['noise']}": float(str(r["pesq_wb"])) for r in rows
+                if str(r["method"]) == method and str(r["snr_db"]) == snr
+                and str(r["kbps"]) == kbps}
+    lines = ["| input SNR | kbps | mean difference | standard error | clips ahead | "
+             "best sox PESQ (amount) |", "|---|---|---|---|---|---|"]
+    for snr in SNRS_DB:
+        for kbps in KBPS:
+            key = (f"{snr:g}", str(kbps))
+            ours, theirs = pesq("aec --denoise", *key), pesq(sox, *key)
+            diff = np.array([ours[k] - theirs[k] for k in ours if k in theirs])
+            error = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else \
+                float("nan")
+            best = max(SOX_AMOUNTS, key=lambda a: np.mean(list(
+                pesq(f"sox noisered {a:g} + aec", *key).values())))
+            best_mean = float(np.mean(list(pesq(f"sox noisered {best:g} + aec", *key).values())))
+            lines.append(f"| {snr:g} dB | {kbps:g} | {diff.mean():+.3f} | {error:.3f} | "
+                         f"{int((diff > 0).sum())} of {len(diff)} | {best_mean:.2f} "
+                         f"({best:g}) |")
+    return lines
+
+
 def best_sox(means: dict[tuple[str, str, str], tuple[float, float]]) -> str:
     """The sox amount with the best mean SI-SDR over every noisy condition."""
     def mean_sdr(amount: float) -> float:
@@ -279,7 +305,9 @@ def report(rows: list[dict[str, object]], timing: dict[str, float], speed: dict[
         cells = [means[("clean", str(kbps), m)] for m in ("aec", "aec --denoise")]
         lines.append(f"| clean | {kbps:g} | " + " | ".join(
             f"{s:.2f} dB / {p:.2f}" for s, p in cells) + " |")
-    lines += [extra, "\nSI-SDR gain over the noisy input by noise kind:\n", *by_noise(rows)]
+    lines += [extra, "\nSI-SDR gain over the noisy input by noise kind:\n", *by_noise(rows),
+              f"\nPESQ-WB of --denoise minus {sox.removesuffix(' + aec')} + aec, clip by "
+              f"clip:\n", *paired_pesq(rows, sox)]
     ratio = timing["denoise"] / max(timing["plain"], 1e-9)
     lines.append(f"\nEncode + decode wall time, --denoise over plain: {ratio:.2f}x. Encode "
                  f"speed at 12 kbps on all clips joined: plain {speed['plain']:.0f}x, --denoise "

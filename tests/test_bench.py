@@ -407,3 +407,23 @@ def test_denoise_val_scores_a_stationary_gain_setting_without_touching_the_weigh
             assert (Path(folder) / "aec-base.decoder.safetensors").is_file()
         assert not Path(folder).exists()
     assert denoise_path(None).read_bytes() == shipped
+
+
+def test_denoise_paired_pesq_compares_clip_by_clip() -> None:
+    """The paired table: mean and standard error of the per-clip PESQ difference, the
+    clips ahead, and the best sox amount on PESQ, from rows as bench.denoise writes them."""
+    from bench.denoise import KBPS, SNRS_DB, paired_pesq
+
+    rows = []
+    for snr in SNRS_DB:
+        for kbps in KBPS:
+            for clip, ours, sox in (("a", 2.0, 1.5), ("b", 1.0, 1.2), ("c", 3.0, 2.7)):
+                for method, pesq in (("aec --denoise", ours), ("sox noisered 0.21 + aec", sox),
+                                     ("sox noisered 0.1 + aec", sox + 0.1),
+                                     ("sox noisered 0.3 + aec", sox - 0.1)):
+                    rows.append({"clip": clip, "noise": "hum", "snr_db": f"{snr:g}",
+                                 "kbps": str(kbps), "method": method, "pesq_wb": pesq})
+    lines = paired_pesq(rows, "sox noisered 0.21 + aec")
+    assert len(lines) == 2 + len(SNRS_DB) * len(KBPS)
+    # differences +0.5, -0.2, +0.3: mean +0.2, sd 0.3606, se 0.208; sox 0.1's mean 1.90
+    assert lines[2].endswith("| +0.200 | 0.208 | 2 of 3 | 1.90 (0.1) |")
