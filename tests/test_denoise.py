@@ -425,3 +425,31 @@ def test_stationary_gain_removes_steady_noise_and_spares_speech(kind, gain_db) -
             assert sdr_db(y * gain) > sdr_db(y) + gain_db
         else:
             assert sdr_db(y * gain) > bound
+
+
+def test_stationary_gain_is_the_documented_formula() -> None:
+    """max(floor, 1 - alpha N / P): P the power over bins x frames, N its minimum over
+    +-half_window frames. One bin, no smoothing: a frame 10 dB above the steady level keeps
+    1 - 2 / 10 of its amplitude, the steady frames fall to the floor; with 3-frame
+    smoothing, P is the mean over what the window holds (edges: fewer frames)."""
+    from codec.denoise import stationary_gain
+
+    y = torch.ones(1, 1, 7)
+    y[0, 0, 3] = 10 ** 0.5
+    gain = stationary_gain(y, (2.0, 0.05, 10.0, 1.0, 1.0))
+    expected = torch.full((1, 1, 7), 0.05)
+    expected[0, 0, 3] = 0.8
+    torch.testing.assert_close(gain, expected, atol=1e-6, rtol=0)
+    smooth = stationary_gain(y, (1.0, 0.0, 10.0, 3.0, 1.0))
+    power = torch.tensor([1, 1, 4, 4, 4, 1, 1], dtype=torch.float32)   # (1 + 1 + 10) / 3 = 4
+    torch.testing.assert_close(smooth[0, 0], 1 - 1 / power, atol=1e-6, rtol=0)
+
+
+def test_shipped_denoiser_windows_cover_the_stationary_gain() -> None:
+    """README: the net sees 54 frames each side, the stationary gain 79 (75 + 9 // 2), so
+    windows carry 80 frames of audio each side (one more for the MDCT's edge frame)."""
+    shipped = load_denoiser(None, sha256_file(PRETRAINED / "aec-base.decoder.safetensors"))
+    config = shipped.config
+    assert config.version == 5 and config.wiener == (2.0, 0.05, 75.0, 9.0, 3.0)
+    assert config.radius + config.feature_radius == 54 and config.wiener_radius == 79
+    assert shipped.context_frames == 80
