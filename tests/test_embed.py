@@ -159,10 +159,14 @@ def test_probe_runs_end_to_end_and_beats_chance(tmp_path) -> None:
     out = tmp_path / "results"
     assert probe.main(["--corpus", str(tmp_path / "corpus"), "--out", str(out),
                        "--tasks", "kind", "--train-per-class", "8",
-                       "--test-per-class", "8"]) == 0
+                       "--test-per-class", "8", "--ceiling"]) == 0
     with open(out / "probe.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["feature"] for row in rows} >= {"latent logpower mean", "log-mel mean"}
+    # --ceiling: an MLP row for each meanstd feature, none for the mean ones
+    mlp = {row["feature"] for row in rows if row["probe"] == "mlp"}
+    assert mlp == {row["feature"] for row in rows if row["feature"].endswith("meanstd")}
+    assert {row["probe"] for row in rows} == {"linear", "mlp"}
     for row in rows:
         assert row["task"] == "kind" and int(row["test_segments"]) == 24
         assert float(row["macro_accuracy"]) > 0.9          # chance is 1/3
