@@ -49,8 +49,8 @@ where P is the power averaged over ``bins`` x ``frames`` neighbours and N the
 minimum of that over +-``half_window`` frames: minimum statistics, a noise
 profile measured on the input itself, as sox's noisered takes one from a
 noise-only stretch. The net, trained on every kind of noise at once, left
-steady noise (hum, brown noise) under-suppressed; the rule removes what stays
-put for two seconds. Its settings were chosen on train-split validation
+steady noise (hum, brown noise) under-suppressed; the rule removes what is
+present throughout the window (2 s for the shipped ±75 frames). Its settings were chosen on train-split validation
 (`bench.denoise_val --wiener`), not on the bench's held-out clips. The
 pass-through then relaxes the product, so clean input stays untouched.
 
@@ -173,17 +173,23 @@ def _valid_pass(config: DenoiseConfig) -> bool:
             and config.pass_db[0] < config.pass_db[1])
 
 
+#: Bounds on the Wiener gain's windows (frames, frames, bins): far beyond any sensible
+#: setting, so that a forged file cannot ask for an absurd pooling window.
+WIENER_MAX = (7500, 999, 999)
+
+
 def _valid_wiener(config: DenoiseConfig) -> bool:
     """wiener is empty, or (alpha > 0, 0 <= gain_floor <= 1, half_window >= 1, frames and
-    bins odd >= 1), the last three whole numbers."""
+    bins odd >= 1), the last three whole numbers within WIENER_MAX."""
     if not config.wiener:
         return True
     if len(config.wiener) != 5 or not all(math.isfinite(v) for v in config.wiener):
         return False
     alpha, gain_floor, half_window, frames, bins = config.wiener
     whole = all(v == int(v) for v in (half_window, frames, bins))
-    return (whole and alpha > 0 and 0 <= gain_floor <= 1 and half_window >= 1
-            and frames >= 1 and bins >= 1 and frames % 2 == 1 and bins % 2 == 1)
+    within = all(1 <= v <= top for v, top in zip((half_window, frames, bins), WIENER_MAX))
+    return (whole and within and alpha > 0 and 0 <= gain_floor <= 1
+            and frames % 2 == 1 and bins % 2 == 1)
 
 
 def log_power_features(y: Tensor) -> Tensor:

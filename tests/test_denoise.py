@@ -209,6 +209,10 @@ def test_noise_floor_versions_windows_equal_whole(noisy, tmp_path, head, pass_db
                                     {"floor_frames": 5, "wiener": [2, 0.05, 75, 9, 0],
                                      "version": 5},
                                     {"floor_frames": 5, "wiener": [2, float("inf"), 75, 9, 3],
+                                     "version": 5},
+                                    {"floor_frames": 5, "wiener": [2, 0.05, 1e9, 9, 3],
+                                     "version": 5},
+                                    {"floor_frames": 5, "wiener": [2, 0.05, 75, 1001, 3],
                                      "version": 5}])
 def test_config_version_must_match_features(fields) -> None:
     import json
