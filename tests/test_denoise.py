@@ -311,6 +311,31 @@ def test_training_resumes_exactly_and_exports(tmp_path) -> None:
     shutil.rmtree(tmp_path / "corpus")
 
 
+def test_stationary_gain_in_the_training_loop(tmp_path, monkeypatch) -> None:
+    """--wiener-in-loop multiplies the mask by the stationary gain in each step (the loss
+    sees the product), is stored with the run, and a resume keeps it."""
+    from codec import denoise as dn
+    from codec.train import denoise as train
+
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    common = ["--data", str(corpus), "--batch-size", "2", "--hidden", "8", "--log-every", "1",
+              "--speech-clips", "3", "--music-clips", "3", "--sfx-clips", "3"]
+    calls: list[tuple[float, ...]] = []
+    real = train.stationary_gain
+    monkeypatch.setattr(train, "stationary_gain",
+                        lambda y, setting: calls.append(setting) or real(y, setting))
+    assert train.main([*common, "--out", str(tmp_path / "a"), "--steps", "1"]) == 0
+    assert calls == []
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--steps", "1",
+                       "--wiener-in-loop", "2", "0.05", "75", "9", "3"]) == 0
+    assert calls == [(2.0, 0.05, 75.0, 9.0, 3.0)]
+    saved = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert saved["train_config"]["wiener_in_loop"] == [2.0, 0.05, 75.0, 9.0, 3.0]
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--steps", "2"]) == 0
+    assert len(calls) == 2                 # the resume kept the run's setting
+    assert dn.stationary_gain is real
+
+
 def test_compressed_spectral_loss_scores_the_decoded_waveform() -> None:
     """Zero for a perfect estimate, the same at any level, larger for more noise, and
     differentiable in the mask."""

@@ -30,6 +30,9 @@ against the clean ones:
 - with ``--clean-floor F``: clean examples (noisy == clean) get the floor F
   in ``log10(nmse + F)`` instead of 1e-3, so they are pushed further towards
   pass-through;
+- with ``--wiener-in-loop A F H T B``: the mask is multiplied by the version-5
+  stationary-noise gain (`codec.denoise.stationary_gain`) before the loss, as
+  encoding with ``--wiener`` applies it (tried, not shipped: model card);
 - ``rate``: L1 of the masked coefficients in units of the clean RMS, a proxy
   for the bits a Laplacian entropy coder spends at a fixed relative step
   (the rate controller's steps follow the frame level). It is small: removing
@@ -62,7 +65,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.denoise import DenoiseConfig, DenoisingEncoder, denoise_path, save_denoiser
+from codec.denoise import (DenoiseConfig, DenoisingEncoder, denoise_path, save_denoiser,
+                           stationary_gain)
 from codec.train.denoise_data import Pools, batch, load_pools
 from codec.train.denoise_loss import CompressedSpectralLoss
 from codec.train.stopping import StopFlag
@@ -96,6 +100,8 @@ class DenoiseTrainConfig:
     compressed_weight: float = 0.0
     compressed_added: float = 1.0
     clean_floor: float = NMSE_FLOOR
+    #: the version-5 stationary gain, applied to the mask in training too (); (): not
+    wiener_in_loop: tuple[float, ...] = ()
 
 
 def learning_rate(config: DenoiseTrainConfig, step: int) -> float:
@@ -174,8 +180,10 @@ class Trainer:
         with torch.no_grad():
             y_noisy = mdct(torch.from_numpy(noisy).unsqueeze(1))
             y_clean = mdct(torch.from_numpy(clean).unsqueeze(1))
-        result = losses(self.encoder.gain(y_noisy), y_noisy, y_clean, self.config, self.edges,
-                        self.spectral)
+        mask = self.encoder.gain(y_noisy)
+        if self.config.wiener_in_loop:
+            mask = mask * stationary_gain(y_noisy, tuple(self.config.wiener_in_loop))
+        result = losses(mask, y_noisy, y_clean, self.config, self.edges, self.spectral)
         self.optimizer.zero_grad(set_to_none=True)
         result.total.backward()
         torch.nn.utils.clip_grad_norm_(self.encoder.mask.parameters(), 1.0)
@@ -291,6 +299,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "gain max(FLOOR, 1 - ALPHA N / P), P the power over BINS x FRAMES, "
                              "N its minimum over +-HALF frames (config version 5; "
                              "codec.denoise.stationary_gain); training ignores it")
+    parser.add_argument("--wiener-in-loop", type=float, nargs=5, default=None,
+                        metavar=("ALPHA", "FLOOR", "HALF", "FRAMES", "BINS"),
+                        help="train the mask with the stationary-noise gain applied (as "
+                             "--wiener applies it when encoding); a new run's setting")
     parser.add_argument("--install", action="store_true",
                         help="also write the denoiser next to the base weights")
     return parser.parse_args(argv)
@@ -336,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint"
     config = DenoiseTrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                 speech_clips=args.speech_clips, music_clips=args.music_clips,
-                                sfx_clips=args.sfx_clips, lr=args.lr)
+                                sfx_clips=args.sfx_clips, lr=args.lr,
+                                wiener_in_loop=tuple(args.wiener_in_loop or ()))
     if (checkpoint / "state.json").is_file():   # a resume keeps the run's own settings
         saved = json.loads((checkpoint / "state.json").read_text())
         config = DenoiseTrainConfig(**{**saved["train_config"], "steps": args.steps})
