@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from bench.scoring import PerceptualMeters
 from codec import Codec, metrics
+from codec.errors import WeightsError
 from codec.train.denoise_data import colored_noise, mix_at_snr
 from codec.train.split import list_clips
 
@@ -139,6 +140,14 @@ class Scorer:
         lead = int(LEAD_IN_S * RATE)
         ref, est = clean[lead:], estimate[lead: len(clean)]
         return (float(metrics.si_sdr_db(ref, est)), self.meters.pesq_wb(ref, est, RATE))
+
+
+def load_with_denoiser(weights: str | None) -> Codec:
+    """The base model with its denoiser read (one short encode), so that a wrong folder
+    fails before any clip is made: WeightsError."""
+    codec = Codec.load(weights, device="cpu")
+    codec.encode(np.zeros(RATE, np.float32), RATE, 12.0, denoise=True)
+    return codec
 
 
 def code(codec: Codec, audio: Array, kbps: float, denoise: bool) -> Array:
@@ -331,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    codec = Codec.load(args.weights, device="cpu")
+    try:
+        codec = load_with_denoiser(args.weights)
+    except WeightsError as exc:
+        print(f"bench.denoise: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     items = make_items(args.corpus, args.clips)
     scorer, timing = Scorer(), {"plain": 0.0, "denoise": 0.0}
     rows: list[dict[str, object]] = []

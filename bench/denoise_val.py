@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from bench.denoise import (LEAD_IN_S, NOISE_CYCLE, RATE, Item, Scorer, _read, _speech,
-                           code)
+                           code, load_with_denoiser)
 from codec import Codec
+from codec.errors import WeightsError
 from codec.train.denoise_data import colored_noise
 from codec.train.split import list_clips
 
@@ -136,16 +137,22 @@ def main(argv: list[str] | None = None) -> int:
                                             "gains: off or ALPHA,FLOOR,HALF,FRAMES,BINS")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    items = make_items(args.corpus, args.clips)
-    scorer = Scorer()
-    for weights in args.weights:
-        if args.wiener is None:
-            _print(weights, score(weights, items, scorer))
-            continue
-        for wiener in args.wiener:
-            with with_wiener(weights, wiener) as folder:
-                label = ",".join(f"{v:g}" for v in wiener) or "off"
-                _print(f"{weights} --wiener {label}", score(folder, items, scorer))
+    try:
+        for weights in args.weights:
+            load_with_denoiser(weights)
+        items = make_items(args.corpus, args.clips)
+        scorer = Scorer()
+        for weights in args.weights:
+            if args.wiener is None:
+                _print(weights, score(weights, items, scorer))
+                continue
+            for wiener in args.wiener:
+                with with_wiener(weights, wiener) as folder:
+                    label = ",".join(f"{v:g}" for v in wiener) or "off"
+                    _print(f"{weights} --wiener {label}", score(folder, items, scorer))
+    except WeightsError as exc:
+        print(f"bench.denoise_val: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -427,3 +429,25 @@ def test_denoise_paired_pesq_compares_clip_by_clip() -> None:
     assert len(lines) == 2 + len(SNRS_DB) * len(KBPS)
     # differences +0.5, -0.2, +0.3: mean +0.2, sd 0.3606, se 0.208; sox 0.1's mean 1.90
     assert lines[2].endswith("| +0.200 | 0.208 | 2 of 3 | 1.90 (0.1) |")
+
+
+@pytest.mark.parametrize("module", ["bench.denoise", "bench.denoise_val"])
+@pytest.mark.parametrize("with_denoiser", [False, True])
+def test_denoise_benches_refuse_wrong_weights_in_one_line(tmp_path: Path, module: str,
+                                                          with_denoiser: bool) -> None:
+    """A folder without a model, or a model without a denoiser: one line on stderr and the
+    weights exit code (7), before any corpus is read (the corpus here does not exist)."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    if with_denoiser:        # the base model is there, its denoiser is not
+        pretrained = Path(__file__).resolve().parents[1] / "codec" / "pretrained"
+        for name in ("aec-base.json", "aec-base.encoder.safetensors",
+                     "aec-base.decoder.safetensors"):
+            (folder / name).symlink_to(pretrained / name)
+    result = subprocess.run([sys.executable, "-m", module, "--corpus", str(tmp_path / "none"),
+                             "--weights", str(folder)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 7
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{module}: error: ")
+    assert ("denoising encoder" in lines[0]) == with_denoiser
