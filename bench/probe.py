@@ -404,4 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench.entry import run
+
+    raise SystemExit(run(main, "bench.probe"))

@@ -451,3 +451,19 @@ def test_denoise_benches_refuse_wrong_weights_in_one_line(tmp_path: Path, module
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{module}: error: ")
     assert ("denoising encoder" in lines[0]) == with_denoiser
+
+
+def test_bench_entry_turns_aec_errors_into_one_line(tmp_path: Path) -> None:
+    """bench.entry.run: `python -m bench.probe` with a missing model exits 7 with one line;
+    main() itself still raises (for tests and callers)."""
+    from bench import probe
+    from codec.errors import WeightsError
+
+    result = subprocess.run([sys.executable, "-m", "bench.probe", "--corpus", str(tmp_path),
+                             "--weights", str(tmp_path / "none")], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 7
+    assert result.stderr.strip().splitlines() == [
+        f"bench.probe: error: model config not found: {tmp_path / 'none'}.json"]
+    with pytest.raises(WeightsError):
+        probe.main(["--corpus", str(tmp_path), "--weights", str(tmp_path / "none")])
