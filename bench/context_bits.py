@@ -33,7 +33,6 @@ import torch
 from codec.context import store
 from codec.context.bits import NeuralPrior, Prior, TablePrior
 from codec.context.symbols import SymbolSet, load_or_extract
-from codec.errors import WeightsError
 
 FIELDS = ("kind", "seconds", "coded_bps", "table_coef_bps", "table_gain_bps",
           "table_noise_bps", "table_env_bps", "side_bps", "model_coef_bps", "model_gain_bps",
@@ -142,11 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from codec.api import Codec
     codec = Codec.load(device="cpu")
     layout, tables = codec.model.config.layout(), codec.model.tables
-    try:
-        model, _ = store.load(codec, args.weights)
-    except WeightsError as exc:
-        print(f"context_bits: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    model, _ = store.load(codec, args.weights)
     symbols = load_or_extract(args.corpus, args.cache, "valid", args.minutes_per_kind, codec)
     t0 = time.perf_counter()
     table = measure(TablePrior(layout, tables), symbols)
@@ -169,4 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.entry import run
+
+    sys.exit(run(main, "bench.context_bits"))

@@ -39,7 +39,6 @@ from numpy.typing import NDArray
 
 from bench.scoring import PerceptualMeters
 from codec import Codec, metrics
-from codec.errors import WeightsError
 from codec.train.denoise_data import colored_noise, mix_at_snr
 from codec.train.split import list_clips
 
@@ -144,7 +143,7 @@ class Scorer:
 
 def load_with_denoiser(weights: str | None) -> Codec:
     """The base model with its denoiser read (one short encode), so that a wrong folder
-    fails before any clip is made: WeightsError."""
+    fails before any clip is made: WeightsError (`bench.entry.run` makes it one line)."""
     codec = Codec.load(weights, device="cpu")
     codec.encode(np.zeros(RATE, np.float32), RATE, 12.0, denoise=True)
     return codec
@@ -340,11 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    try:
-        codec = load_with_denoiser(args.weights)
-    except WeightsError as exc:
-        print(f"bench.denoise: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    codec = load_with_denoiser(args.weights)
     items = make_items(args.corpus, args.clips)
     scorer, timing = Scorer(), {"plain": 0.0, "denoise": 0.0}
     rows: list[dict[str, object]] = []
@@ -366,4 +361,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.entry import run
+
+    sys.exit(run(main, "bench.denoise"))

@@ -39,7 +39,6 @@ import torch
 from bench.denoise import (LEAD_IN_S, NOISE_CYCLE, RATE, Item, Scorer, _read, _speech,
                            code, load_with_denoiser)
 from codec import Codec
-from codec.errors import WeightsError
 from codec.train.denoise_data import colored_noise
 from codec.train.split import list_clips
 
@@ -137,22 +136,18 @@ def main(argv: list[str] | None = None) -> int:
                                             "gains: off or ALPHA,FLOOR,HALF,FRAMES,BINS")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        for weights in args.weights:
-            load_with_denoiser(weights)
-        items = make_items(args.corpus, args.clips)
-        scorer = Scorer()
-        for weights in args.weights:
-            if args.wiener is None:
-                _print(weights, score(weights, items, scorer))
-                continue
-            for wiener in args.wiener:
-                with with_wiener(weights, wiener) as folder:
-                    label = ",".join(f"{v:g}" for v in wiener) or "off"
-                    _print(f"{weights} --wiener {label}", score(folder, items, scorer))
-    except WeightsError as exc:
-        print(f"bench.denoise_val: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    for weights in args.weights:             # a wrong folder fails before any clip is made
+        load_with_denoiser(weights)
+    items = make_items(args.corpus, args.clips)
+    scorer = Scorer()
+    for weights in args.weights:
+        if args.wiener is None:
+            _print(weights, score(weights, items, scorer))
+            continue
+        for wiener in args.wiener:
+            with with_wiener(weights, wiener) as folder:
+                label = ",".join(f"{v:g}" for v in wiener) or "off"
+                _print(f"{weights} --wiener {label}", score(folder, items, scorer))
     return 0
 
 
@@ -162,4 +157,6 @@ def _print(label: str, means: dict[str, tuple[float, float]]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.entry import run
+
+    sys.exit(run(main, "bench.denoise_val"))

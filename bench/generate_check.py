@@ -38,7 +38,6 @@ from numpy.typing import NDArray
 from codec import audio as audio_io
 from codec.context import store
 from codec.context.generate import empty_context, generate, prompt_context
-from codec.errors import WeightsError
 from codec.metrics import mel_filterbank
 from codec.scales import frame_tables
 from codec.train.split import KINDS, list_clips
@@ -209,11 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     from codec.api import Codec
     codec = Codec.load(device="cpu")
-    try:
-        model, meta = store.load(codec, args.weights)
-    except WeightsError as exc:
-        print(f"generate_check: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    model, meta = store.load(codec, args.weights)
     rows: list[dict] = []
     timing: list[tuple[float, float]] = []
     for kind in KINDS:
@@ -233,4 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.entry import run
+
+    sys.exit(run(main, "bench.generate_check"))

@@ -354,11 +354,14 @@ def test_benches_refuse_a_missing_context_model_with_one_line(bench_name, tmp_pa
     """A wrong --weights is one line on stderr and the weights exit code, no traceback."""
     import importlib
 
+    from bench.entry import run
+
     bench = importlib.import_module(f"bench.{bench_name}")
-    code = bench.main(["--corpus", str(tmp_path), "--weights", str(tmp_path / "no.safetensors"),
-                       "--out", str(tmp_path / "out")])
+    code = run(lambda: bench.main(["--corpus", str(tmp_path), "--weights",
+                                   str(tmp_path / "no.safetensors"), "--out",
+                                   str(tmp_path / "out")]), f"bench.{bench_name}")
     err = capsys.readouterr().err.strip()
-    assert code == 7 and err.startswith(f"{bench_name}: error:") and "\n" not in err
+    assert code == 7 and err.startswith(f"bench.{bench_name}: error:") and "\n" not in err
     assert not (tmp_path / "out").exists()
 
 
