@@ -89,8 +89,9 @@ def run_child(step: str, src: Path, dst: Path, weights: str | None) -> Measureme
     if weights:
         command += ["--weights", weights]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if result.returncode != 0:
-        raise SystemExit(f"{step} failed:\n{result.stderr}")
+    if result.returncode != 0:        # the child's own error (one line for aec's), its code
+        sys.stderr.write(result.stderr)
+        raise SystemExit(result.returncode)
     return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
 
 

@@ -467,3 +467,14 @@ def test_bench_entry_turns_aec_errors_into_one_line(tmp_path: Path) -> None:
         f"bench.probe: error: model config not found: {tmp_path / 'none'}.json"]
     with pytest.raises(WeightsError):
         probe.main(["--corpus", str(tmp_path), "--weights", str(tmp_path / "none")])
+
+
+def test_memory_bench_passes_the_childs_error_and_code_through(tmp_path: Path) -> None:
+    """bench.memory measures in a child process; a wrong --weights there is the child's one
+    line and exit 7, not a wrapped traceback."""
+    result = subprocess.run([sys.executable, "-m", "bench.memory", "--minutes", "0.05",
+                             "--weights", str(tmp_path / "none")], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 7
+    assert result.stderr.strip().splitlines() == [
+        f"bench.memory: error: model config not found: {tmp_path / 'none'}.json"]
