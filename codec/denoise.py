@@ -179,13 +179,15 @@ WIENER_MAX = (7500, 999, 999)
 
 
 def _valid_wiener(config: DenoiseConfig) -> bool:
-    """wiener is empty, or (alpha > 0, 0 <= gain_floor <= 1, half_window >= 1, frames and
-    bins odd >= 1), the last three whole numbers within WIENER_MAX."""
-    if not config.wiener:
-        return True
-    if len(config.wiener) != 5 or not all(math.isfinite(v) for v in config.wiener):
+    return not config.wiener or valid_wiener(config.wiener)
+
+
+def valid_wiener(setting: tuple[float, ...]) -> bool:
+    """(alpha > 0, 0 <= gain_floor <= 1, half_window >= 1, frames and bins odd >= 1), the
+    last three whole numbers within WIENER_MAX."""
+    if len(setting) != 5 or not all(math.isfinite(v) for v in setting):
         return False
-    alpha, gain_floor, half_window, frames, bins = config.wiener
+    alpha, gain_floor, half_window, frames, bins = setting
     whole = all(v == int(v) for v in (half_window, frames, bins))
     within = all(1 <= v <= top for v, top in zip((half_window, frames, bins), WIENER_MAX))
     return (whole and within and alpha > 0 and 0 <= gain_floor <= 1

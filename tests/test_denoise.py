@@ -336,6 +336,24 @@ def test_stationary_gain_in_the_training_loop(tmp_path, monkeypatch) -> None:
     assert dn.stationary_gain is real
 
 
+def test_training_refuses_export_rules_that_would_not_load(tmp_path, capsys) -> None:
+    """An invalid --wiener (or --wiener-in-loop) is a usage error; --pass-db on a net
+    without the noise-floor feature is refused before any training (exit 2, one line)."""
+    from codec.train import denoise as train
+
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    common = ["--data", str(corpus), "--out", str(tmp_path / "run"), "--steps", "1"]
+    for option in ("--wiener", "--wiener-in-loop"):
+        with pytest.raises(SystemExit) as stop:
+            train.main([*common, option, "2", "0.05", "75", "8", "3"])     # even FRAMES
+        assert stop.value.code == 2
+    capsys.readouterr()
+    assert train.main([*common, "--pass-db", "50", "65"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("codec.train.denoise: error:") and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_compressed_spectral_loss_scores_the_decoded_waveform() -> None:
     """Zero for a perfect estimate, the same at any level, larger for more noise, and
     differentiable in the mask."""

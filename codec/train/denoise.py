@@ -66,7 +66,8 @@ import numpy as np
 import torch
 
 from codec.denoise import (DenoiseConfig, DenoisingEncoder, denoise_path, save_denoiser,
-                           stationary_gain)
+                           stationary_gain, valid_wiener)
+from codec.errors import WeightsError
 from codec.train.denoise_data import Pools, batch, load_pools
 from codec.train.denoise_loss import CompressedSpectralLoss
 from codec.train.stopping import StopFlag
@@ -100,7 +101,7 @@ class DenoiseTrainConfig:
     compressed_weight: float = 0.0
     compressed_added: float = 1.0
     clean_floor: float = NMSE_FLOOR
-    #: the version-5 stationary gain, applied to the mask in training too (); (): not
+    #: a version-5 stationary-gain setting applied to the mask in training; (): none
     wiener_in_loop: tuple[float, ...] = ()
 
 
@@ -305,7 +306,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "--wiener applies it when encoding); a new run's setting")
     parser.add_argument("--install", action="store_true",
                         help="also write the denoiser next to the base weights")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("wiener", "wiener_in_loop"):
+        setting = getattr(args, name)
+        if setting is not None and not valid_wiener(tuple(setting)):
+            parser.error(f"--{name.replace('_', '-')}: ALPHA > 0, 0 <= FLOOR <= 1, HALF >= 1, "
+                         f"odd FRAMES and BINS >= 1, window sizes whole numbers")
+    return args
 
 
 def _base(weights: str | None) -> tuple[bytes, tuple[int, ...], int]:
@@ -363,6 +370,14 @@ def run(args: argparse.Namespace) -> int:
                                    strength_head=args.strength_head).versioned()
     config = replace(config, **{name: getattr(args, name) for name in RUN_OVERRIDES
                                 if getattr(args, name) is not None})
+    rules = {name: tuple(getattr(args, name)) for name in EXPORT_RULES
+             if getattr(args, name) is not None}
+    try:                              # the file this run will export must load: check now
+        DenoiseConfig.from_json(replace(net_config, **rules).versioned().to_json())
+    except WeightsError as exc:       # e.g. --pass-db on a net without the floor feature
+        print(f"codec.train.denoise: error: these options would export an {exc}",
+              file=sys.stderr)
+        return 2
     started = time.monotonic()
     pools = load_pools(args.data, config.seed, config.speech_clips, config.music_clips,
                        config.sfx_clips)
@@ -377,8 +392,6 @@ def run(args: argparse.Namespace) -> int:
           f"({time.monotonic() - started:.0f} s)", flush=True)
     budget = None if args.minutes is None else 60.0 * args.minutes
     _loop(trainer, args, checkpoint, budget)
-    rules = {name: getattr(args, name) for name in EXPORT_RULES
-             if getattr(args, name) is not None}
     for target in export(trainer, args.out, sha, args.weights, args.install, rules):
         print(f"exported {target}", flush=True)
     return 0
