@@ -253,13 +253,6 @@ class ContextModel(nn.Module):
                              + self.gain_prev2(torch.where(g_prev2 < 0, none, g_prev2))
                              + self.gain_step(step))
 
-    def coef_logits(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor,
-                    current: Tensor | None = None) -> Tensor:
-        """[B, T, C, 2A + 2]: each bin's symbol, given the past and the frame's own gain
-        (and, for a later pass of a multi-pass model, `current_features` of the bins of
-        this frame decoded in the passes before; None: the first pass)."""
-        return self.coef_head(self.coef_base(x, summary, gains, levels), current)
-
     def coef_base(self, x: Tensor, summary: Tensor, gains: Tensor, levels: Tensor) -> Tensor:
         """[B, h, T, C]: what every pass shares (past features + table, gain change and
         summary embeddings)."""
@@ -272,7 +265,9 @@ class ContextModel(nn.Module):
         return x + cond
 
     def coef_head(self, base: Tensor, current: Tensor | None = None) -> Tensor:
-        """`coef_base` (+ the frame's decoded bins, `current_features`) -> logits."""
+        """`coef_base` -> [B, T, C, 2A + 2]: each bin's symbol logits (for a later pass of
+        a multi-pass model, given `current_features` of the bins of this frame decoded in
+        the passes before; None: the first pass)."""
         if self.config.passes > 1 and current is not None:
             here = self.current(current)
             if self.config.reach:
