@@ -268,11 +268,11 @@ def paired_pesq(rows: list[dict[str, object]], sox: str) -> list[str]:
             diff = np.array([ours[k] - theirs[k] for k in ours if k in theirs])
             error = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else \
                 float("nan")
-            best = max(SOX_AMOUNTS, key=lambda a: np.mean(list(
-                pesq(f"sox noisered {a:g} + aec", *key).values())))
-            best_mean = float(np.mean(list(pesq(f"sox noisered {best:g} + aec", *key).values())))
+            sox_means = {a: float(np.mean(list(pesq(f"sox noisered {a:g} + aec", *key)
+                                               .values()))) for a in SOX_AMOUNTS}
+            best = max(sox_means, key=sox_means.__getitem__)
             lines.append(f"| {snr:g} dB | {kbps:g} | {diff.mean():+.3f} | {error:.3f} | "
-                         f"{int((diff > 0).sum())} of {len(diff)} | {best_mean:.2f} "
+                         f"{int((diff > 0).sum())} of {len(diff)} | {sox_means[best]:.2f} "
                          f"({best:g}) |")
     return lines
 

@@ -307,15 +307,14 @@ def run_task(corpus: Path, rows: Sequence[dict[str, str]], task: str,
                                extract, rng)
     x_test, y_test = collect(task_clips(corpus, rows, task, "valid"), args.test_per_class,
                              args.per_clip, rate, extract, rng)
-    fits: list[tuple[str, str, Callable[[], Probe | MlpProbe]]] = [
-        (name, "linear", lambda name=name: fit_probe(x_train[name], y_train, len(labels),
-                                                     args.l2)) for name in x_train]
+    fits = [(name, "linear") for name in x_train]
     if args.ceiling:
-        fits += [(name, "mlp", lambda name=name: fit_mlp(x_train[name], y_train, len(labels)))
-                 for name in x_train if name.endswith("meanstd")]
+        fits += [(name, "mlp") for name in x_train if name.endswith("meanstd")]
     results = []
-    for name, kind, fit in fits:
-        predicted = fit().predict(x_test[name])
+    for name, kind in fits:
+        probe = fit_probe(x_train[name], y_train, len(labels), args.l2) if kind == "linear" \
+            else fit_mlp(x_train[name], y_train, len(labels))
+        predicted = probe.predict(x_test[name])
         accuracy, macro, recalls = score(y_test, predicted, len(labels))
         results.append({
             "task": task, "feature": name, "probe": kind, "dims": x_train[name].shape[1],

@@ -97,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     layout = fit.default_config().layout()
     steps = [int(s) for s in args.steps.split(",")]
-    try:
-        valid = held_out_clips(args.corpus, args.valid_per_kind)
-    except InputError as exc:
-        print(f"table_fit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    valid = held_out_clips(args.corpus, args.valid_per_kind)   # InputError: bench.entry.run
     valid_s = sum(len(x) for x in valid) / RATE
     lines = [f"Held-out: {len(valid)} clips, {valid_s:.0f} s. Bits per second of held-out "
              "audio (gains + coefficients) at each step index.", "",
@@ -127,4 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.entry import run
+
+    sys.exit(run(main, "bench.table_fit"))
